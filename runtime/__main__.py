@@ -1,0 +1,73 @@
+"""``python -m runtime serve [--host H] [--port P] [--workers N]`` - what the container runs.
+
+Each worker is a separate process with its own event loop. A voice session lives wholly in the
+worker that answered its ``POST /api/webrtc/offer``: signaling is a single non-trickle request (the
+answer carries every candidate), so no later request has to find the same process again. The parent
+makes sure all workers share ``SESSION_SECRET`` so guest tokens verify in any of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+
+import uvicorn
+
+from runtime.log import configure_logging
+from runtime.settings import load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "workers": args.workers}.items()
+                 if v is not None}
+    try:
+        settings = load_settings(**overrides)
+    except Exception as exc:  # pydantic ValidationError: show the operator what is wrong, no trace
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    os.environ["RUNTIME_JSON_LOGS"] = "1"
+    if settings.session_secret is None:
+        os.environ["SESSION_SECRET"] = secrets.token_urlsafe(32)
+    if settings.staff_token is None:
+        token = secrets.token_urlsafe(24)
+        os.environ["STAFF_TOKEN"] = token
+        print(f"STAFF_TOKEN was not set; generated one for this run: {token}", file=sys.stderr)
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="concierge-metrics-")
+    for key, value in overrides.items():
+        os.environ[key.upper()] = str(value)  # workers re-read settings from the environment
+    uvicorn.run(
+        "runtime.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=settings.trust_proxy_headers,
+        forwarded_allow_ips="*" if settings.trust_proxy_headers else None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        ws_max_size=1024 * 1024,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the runtime (and the built web app) over HTTP")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="worker processes (default: number of CPUs)")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

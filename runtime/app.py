@@ -1,0 +1,79 @@
+"""Starlette application factory: routes of every area, middleware, lifespan.
+
+``create_app`` is what uvicorn loads (``factory=True``) in each worker process. Areas expose
+``routes() -> list[BaseRoute]`` from their module; the list below is the whole HTTP surface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from runtime.api import bookings as bookings_api
+from runtime.api import conversations as conversations_api
+from runtime.api import health
+from runtime.errors import EXCEPTION_HANDLERS
+from runtime.log import configure_logging
+from runtime.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
+from runtime.services import Overrides, build_services
+from runtime.settings import Settings, load_settings
+
+log = logging.getLogger("runtime.app")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _route_modules() -> list[list[BaseRoute]]:
+    return [
+        health.routes(),
+        bookings_api.routes(),
+        conversations_api.routes(),
+    ]
+
+
+def _webapp_mount(settings: Settings) -> list[BaseRoute]:
+    directory = settings.webapp_dir or ROOT / "webapp" / "dist"
+    if (directory / "index.html").is_file():
+        return [Mount("/", app=StaticFiles(directory=directory, html=True), name="webapp")]
+    log.warning("web app not built (no %s); serving the API only", directory / "index.html")
+    return []
+
+
+def create_app(settings: Settings | None = None, overrides: Overrides | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if os.environ.get("RUNTIME_JSON_LOGS") == "1":
+            configure_logging(settings.log_level)  # worker processes start with bare logging
+        services = await build_services(settings, overrides)
+        app.state.services = services
+        log.info("runtime ready", extra={"store": settings.store, "engine": settings.speech_engine})
+        try:
+            yield
+        finally:
+            log.info("shutting down: releasing sessions and stores")
+            await services.close()
+
+    routes: list[BaseRoute] = [r for group in _route_modules() for r in group]
+    routes += _webapp_mount(settings)
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(MetricsMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,95 @@
+"""The runtime's object graph, built once per process in the app's lifespan.
+
+Each area contributes its part in ``build_services`` (store and bookings, events, speech and
+sessions). Route handlers reach it through ``services_of(request)``; nothing else is global.
+Tests pass ``Overrides`` to swap in a store, a speech model or a clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection
+
+from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from runtime.stores.base import Store
+
+log = logging.getLogger("runtime.services")
+
+
+@dataclass
+class Overrides:
+    """Test seams: objects to use instead of the ones ``build_services`` would make."""
+
+    store: Store | None = None
+    speech_model: Any = None  # runtime.speech.model.SpeechModel
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    staff_token: str | None
+    session_secret: str
+    store: Store
+    bookings: Any = None  # runtime.bookings.service.BookingService
+    gateway: Any = None  # runtime.events.gateway.EventsGateway (standalone) or None (AWS)
+    speech_model: Any = None  # runtime.speech.model.SpeechModel
+    sessions: Any = None  # runtime.speech.ports.SessionFactory
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register cleanup; closers run in reverse order of registration."""
+        self._closers.append(closer)
+
+    async def ready(self) -> bool:
+        return await self.store.ready()
+
+    async def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception:
+                log.exception("error during shutdown")
+        self._closers.clear()
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+async def build_services(settings: Settings, overrides: Overrides | None = None) -> Services:
+    overrides = overrides or Overrides()
+    staff_token = _secret(settings.staff_token)
+    session_secret = _secret(settings.session_secret)
+    if not session_secret:
+        # One process only: tokens would not verify in other workers. `serve` sets a shared secret.
+        session_secret = secrets.token_urlsafe(32)
+        log.warning("SESSION_SECRET not set; generated a per-process secret")
+
+    # --- foundation: store + booking service --------------------------------------------------
+    from runtime.bookings.service import BookingService
+    from runtime.stores.factory import make_store
+
+    store = overrides.store or make_store(settings)
+    await store.start()
+    services = Services(settings=settings, staff_token=staff_token, session_secret=session_secret, store=store)
+    services.on_close(store.close)
+    services.bookings = BookingService(store.bookings, settings)
+
+    # --- events: embedded gateway fed by local change capture (standalone) ----------------------
+    # (wired by the real-time events area)
+
+    # --- speech: model + session manager --------------------------------------------------------
+    # (wired by the speech sessions area)
+    return services
+
+
+def services_of(conn: HTTPConnection) -> Services:
+    return conn.app.state.services  # type: ignore[no-any-return]

@@ -1,0 +1,122 @@
+"""Runtime configuration, read once from the environment.
+
+Every variable is documented in the README's configuration table; keep the two in step. Names that the
+AWS deployment seeds (``BOOKING_TABLE``, ``APPSYNC_ENDPOINT``, ...) are read without a prefix so the
+platform code and the container agree without a translation layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _cpu_count() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """All knobs of the runtime. Defaults give the standalone mode: offline engine + SQLite."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- serving -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(default_factory=_cpu_count, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest accepted HTTP request body")
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
+    webapp_dir: Path | None = Field(None, description="built web app to serve at /; default webapp/dist")
+    data_dir: Path = Path("var")
+    trust_proxy_headers: bool = Field(False, description="take the client address from X-Forwarded-For (ALB)")
+
+    # --- credentials ---------------------------------------------------------------------------
+    staff_token: SecretStr | None = Field(None, description="bearer token for staff endpoints")
+    session_secret: SecretStr | None = Field(
+        None, description="HMAC key for guest session tokens; must be shared by all workers/hosts"
+    )
+    session_ttl_seconds: int = Field(4 * 3600, ge=60)
+
+    # --- restaurant rules ----------------------------------------------------------------------
+    restaurant_name: str = "Nova Bistro"
+    restaurant_timezone: str = "UTC"
+    opening_time: time = time(11, 0)
+    closing_time: time = time(22, 0)  # last bookable slot starts strictly before this
+    slot_minutes: int = Field(30, ge=5, le=240)
+    seats_per_slot: int = Field(40, ge=1, le=10_000)
+    max_party_size: int = Field(20, ge=1, le=100)
+    booking_horizon_days: int = Field(180, ge=1, le=3650)
+
+    # --- storage -------------------------------------------------------------------------------
+    store: Literal["sqlite", "dynamodb"] = "sqlite"
+    sqlite_path: Path | None = Field(None, description="default: <data_dir>/concierge.db")
+    booking_table: str = "RestaurantBookings"
+    chat_history_table: str = "NovaSonicConversations"
+    session_table: str = "NovaSonicSessions"
+    conversation_retention_days: int = Field(90, ge=1)
+    aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
+
+    # --- speech ---------------------------------------------------------------------------------
+    speech_engine: Literal["local", "nova-sonic"] = "local"
+    bedrock_region: str = "us-east-1"
+    nova_sonic_model_id: str = "amazon.nova-2-sonic-v1:0"
+    voice_id: str = "matthew"
+    endpointing_sensitivity: Literal["HIGH", "MEDIUM", "LOW"] = "MEDIUM"
+    max_sessions_per_process: int = Field(25, ge=1, le=1000)
+
+    # --- real-time events -----------------------------------------------------------------------
+    appsync_endpoint: str | None = Field(None, description="AppSync Events HTTP endpoint (cloud mode)")
+    appsync_realtime_endpoint: str | None = None
+    appsync_api_key: SecretStr | None = None
+
+    # --- media / TURN ---------------------------------------------------------------------------
+    turn_secret: SecretStr | None = None
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_ttl_seconds: int = Field(3600, ge=60, le=86400)
+    stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("turn_urls", "stun_urls", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("restaurant_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_hours(self) -> Settings:
+        if self.closing_time <= self.opening_time:
+            raise ValueError("CLOSING_TIME must be after OPENING_TIME")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.restaurant_timezone)
+
+    @property
+    def sqlite_file(self) -> Path:
+        return self.sqlite_path or self.data_dir / "concierge.db"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

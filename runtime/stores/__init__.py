@@ -1,0 +1,1 @@
+"""Store implementations behind the protocols in ``runtime.stores.base``."""
