@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-TOKEN_VERSION = "v1"
+TOKEN_VERSION = "v1"  # noqa: S105 - a format tag, not a secret
 _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 
