@@ -1,0 +1,158 @@
+"""Edge: what the Internet sees. HTTPS ALB (+WAF) for the API, web app and WebSockets; NLB for TURN.
+
+Certificates are validated through Route 53 using Output lifting on ``domain_validation_options[0]``
+(one name per certificate), never by creating records inside an ``apply`` (invisible to previews).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+
+from .security import APP_PORT, TURN_PORT, TURN_TLS_PORT
+
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+WEBSOCKET_IDLE_TIMEOUT_S = 3600  # a voice call's WebSocket (audio fallback, events) sits idle between turns
+WAF_RATE_LIMIT = 2000  # requests per IP per 5-minute window
+WAF_RATE_WINDOW_S = 300
+
+
+@dataclass
+class EdgeArgs:
+    name: str
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: list[pulumi.Input[str]]
+    alb_security_group_id: pulumi.Input[str]
+    turn_lb_security_group_id: pulumi.Input[str]
+    domain_name: str
+    turn_domain_name: str
+    hosted_zone_name: str
+    target_type: Literal["ip", "instance"]  # Fargate tasks register IPs, the ASG registers instances
+
+
+class Edge(pulumi.ComponentResource):
+    """ACM + Route 53, ALB with redirect and HTTPS listeners, WAFv2 web ACL, TURN NLB."""
+
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("concierge:platform:Edge", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        zone = aws.route53.get_zone(name=args.hosted_zone_name, private_zone=False)
+        self.zone_id: str = zone.zone_id
+
+        api_cert = self._certificate(f"{name}-api", args.domain_name, child)
+        turn_cert = self._certificate(f"{name}-turn", args.turn_domain_name, child)
+
+        # --- API load balancer -----------------------------------------------------------------
+        self.alb = aws.lb.LoadBalancer(
+            f"{name}-alb", load_balancer_type="application", internal=False,
+            subnets=args.public_subnet_ids, security_groups=[args.alb_security_group_id],
+            idle_timeout=WEBSOCKET_IDLE_TIMEOUT_S, drop_invalid_header_fields=True,
+            enable_http2=True, tags={"Name": f"{args.name}-api"}, opts=child,
+        )
+        self.api_target_group = aws.lb.TargetGroup(
+            f"{name}-api-tg", port=APP_PORT, protocol="HTTP", target_type=args.target_type, vpc_id=args.vpc_id,
+            deregistration_delay=120,  # let a call's WebSocket finish before the task goes away
+            health_check={"path": "/readyz", "matcher": "200", "protocol": "HTTP", "port": "traffic-port",
+                          "interval": 15, "timeout": 5, "healthy_threshold": 2, "unhealthy_threshold": 3},
+            tags={"Name": f"{args.name}-api"}, opts=child,
+        )
+        self.http_listener = aws.lb.Listener(
+            f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+            default_actions=[{"type": "redirect",
+                              "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
+            opts=child,
+        )
+        self.https_listener = aws.lb.Listener(
+            f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
+            ssl_policy=TLS_POLICY, certificate_arn=api_cert.certificate_arn,
+            default_actions=[{"type": "forward", "target_group_arn": self.api_target_group.arn}],
+            opts=child,
+        )
+
+        # --- WAF on the ALB ----------------------------------------------------------------------
+        def visibility(metric: str) -> dict[str, object]:
+            return {"cloudwatch_metrics_enabled": True, "metric_name": metric, "sampled_requests_enabled": True}
+
+        def managed(rule: str, priority: int, count_only: tuple[str, ...] = ()) -> dict[str, object]:
+            statement: dict[str, object] = {"name": rule, "vendor_name": "AWS"}
+            if count_only:
+                statement["rule_action_overrides"] = [{"name": r, "action_to_use": {"count": {}}} for r in count_only]
+            return {"name": rule, "priority": priority, "override_action": {"none": {}},
+                    "statement": {"managed_rule_group_statement": statement},
+                    "visibility_config": visibility(rule)}
+
+        self.web_acl = aws.wafv2.WebAcl(
+            f"{name}-waf", scope="REGIONAL", default_action={"allow": {}},
+            rules=[
+                # The common rule set blocks bodies over 8 KB; a non-trickle WebRTC offer carries every ICE
+                # candidate and can exceed that, so that one rule only counts (the runtime caps bodies itself).
+                managed("AWSManagedRulesCommonRuleSet", 10, count_only=("SizeRestrictions_BODY",)),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 20),
+                {"name": "rate-limit-per-ip", "priority": 30, "action": {"block": {}},
+                 "statement": {"rate_based_statement": {"limit": WAF_RATE_LIMIT, "aggregate_key_type": "IP",
+                                                        "evaluation_window_sec": WAF_RATE_WINDOW_S}},
+                 "visibility_config": visibility("rate-limit-per-ip")},
+            ],
+            visibility_config=visibility(f"{args.name}-waf"), opts=child,
+        )
+        aws.wafv2.WebAclAssociation(f"{name}-waf-alb", resource_arn=self.alb.arn, web_acl_arn=self.web_acl.arn,
+                                    opts=child)
+
+        # --- TURN load balancer --------------------------------------------------------------------
+        # An NLB cannot hold separate UDP and TCP listeners on one port: TCP_UDP carries both on 3478.
+        self.nlb = aws.lb.LoadBalancer(
+            f"{name}-nlb", load_balancer_type="network", internal=False, subnets=args.public_subnet_ids,
+            security_groups=[args.turn_lb_security_group_id], enable_cross_zone_load_balancing=True,
+            tags={"Name": f"{args.name}-turn"}, opts=child,
+        )
+        tcp_health = {"protocol": "TCP", "port": str(TURN_PORT), "interval": 10,
+                      "healthy_threshold": 2, "unhealthy_threshold": 2}
+        self.turn_target_group = aws.lb.TargetGroup(
+            f"{name}-turn-tg", port=TURN_PORT, protocol="TCP_UDP", target_type=args.target_type,
+            vpc_id=args.vpc_id, health_check=tcp_health, deregistration_delay=60,
+            tags={"Name": f"{args.name}-turn"}, opts=child,
+        )
+        self.turn_tls_target_group = aws.lb.TargetGroup(
+            f"{name}-turns-tg", port=TURN_PORT, protocol="TCP", target_type=args.target_type,
+            vpc_id=args.vpc_id, health_check=tcp_health, deregistration_delay=60,
+            tags={"Name": f"{args.name}-turns"}, opts=child,
+        )
+        self.turn_listener = aws.lb.Listener(
+            f"{name}-turn", load_balancer_arn=self.nlb.arn, port=TURN_PORT, protocol="TCP_UDP",
+            default_actions=[{"type": "forward", "target_group_arn": self.turn_target_group.arn}], opts=child,
+        )
+        self.turn_tls_listener = aws.lb.Listener(
+            f"{name}-turns", load_balancer_arn=self.nlb.arn, port=TURN_TLS_PORT, protocol="TLS",
+            ssl_policy=TLS_POLICY, certificate_arn=turn_cert.certificate_arn,
+            default_actions=[{"type": "forward", "target_group_arn": self.turn_tls_target_group.arn}], opts=child,
+        )
+
+        # --- DNS ------------------------------------------------------------------------------------
+        for key, fqdn, lb in (("api", args.domain_name, self.alb), ("turn", args.turn_domain_name, self.nlb)):
+            aws.route53.Record(
+                f"{name}-{key}-alias", zone_id=self.zone_id, name=fqdn, type="A",
+                aliases=[{"name": lb.dns_name, "zone_id": lb.zone_id, "evaluate_target_health": True}],
+                opts=child,
+            )
+
+        self.url = f"https://{args.domain_name}"
+        self.turn_urls = [
+            f"turn:{args.turn_domain_name}:{TURN_PORT}?transport=udp",
+            f"turn:{args.turn_domain_name}:{TURN_PORT}?transport=tcp",
+            f"turns:{args.turn_domain_name}:{TURN_TLS_PORT}?transport=tcp",
+        ]
+        self.register_outputs({"url": self.url, "albDnsName": self.alb.dns_name, "nlbDnsName": self.nlb.dns_name})
+
+    def _certificate(self, name: str, domain: str, child: pulumi.ResourceOptions) -> aws.acm.CertificateValidation:
+        cert = aws.acm.Certificate(name, domain_name=domain, validation_method="DNS", opts=child)
+        option = cert.domain_validation_options[0]
+        record = aws.route53.Record(
+            f"{name}-validation", zone_id=self.zone_id, name=option.resource_record_name,
+            type=option.resource_record_type, records=[option.resource_record_value], ttl=60,
+            allow_overwrite=True, opts=child,
+        )
+        return aws.acm.CertificateValidation(f"{name}-validated", certificate_arn=cert.arn,
+                                             validation_record_fqdns=[record.fqdn], opts=child)

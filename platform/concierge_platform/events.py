@@ -1,0 +1,148 @@
+"""Events: AppSync Events API (namespaces ``conversations``, ``restaurant-booking``), its Lambda authorizer,
+and the DynamoDB-stream publisher Lambda that turns committed changes into events.
+
+Publishing is IAM-only (just the publisher Lambda may publish); browsers subscribe through the Lambda
+authorizer with the same bearer credential as the REST API (runtime.auth rules, one rule set everywhere).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from . import iam
+from .lambda_code import AUTHORIZER_HANDLER, PUBLISHER_HANDLER
+
+NAMESPACES: tuple[str, ...] = ("conversations", "restaurant-booking")
+LAMBDA_RUNTIME = "python3.12"
+# reference/appsync-events.md §4.1: bounded retries and record age (the defaults block a shard forever);
+# stale real-time events are useless after five minutes.
+ESM_SETTINGS: dict[str, object] = {
+    "starting_position": "LATEST",
+    "batch_size": 50,
+    "maximum_batching_window_in_seconds": 0,
+    "function_response_types": ["ReportBatchItemFailures"],
+    "bisect_batch_on_function_error": True,
+    "maximum_retry_attempts": 5,
+    "maximum_record_age_in_seconds": 300,
+    "parallelization_factor": 1,
+}
+
+
+@dataclass
+class EventsArgs:
+    name: str
+    tables: dict[str, aws.dynamodb.Table]
+    table_environment: dict[str, pulumi.Output[str]]
+    staff_token_secret_arn: pulumi.Input[str]
+    session_secret_arn: pulumi.Input[str]
+    code: pulumi.Archive
+    log_retention_days: int
+
+
+class Events(pulumi.ComponentResource):
+    """AppSync Events API + authorizer + stream publisher with its event source mappings and DLQ."""
+
+    def __init__(self, name: str, args: EventsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("concierge:platform:Events", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.authorizer_logs = aws.cloudwatch.LogGroup(
+            f"{name}-authorizer-logs", name=f"/aws/lambda/{args.name}-events-authorizer",
+            retention_in_days=args.log_retention_days, opts=child)
+        self.publisher_logs = aws.cloudwatch.LogGroup(
+            f"{name}-publisher-logs", name=f"/aws/lambda/{args.name}-stream-publisher",
+            retention_in_days=args.log_retention_days, opts=child)
+
+        # --- authorizer ---------------------------------------------------------------------------
+        auth_role, auth_policy = iam.role(
+            f"{name}-authorizer-role", "lambda.amazonaws.com",
+            [iam.log_statement([self.authorizer_logs.arn]),
+             iam.secrets_statement([args.staff_token_secret_arn, args.session_secret_arn])],
+            child, "AppSync Events Lambda authorizer: reads the staff token and session secret, writes its logs")
+        self.authorizer = aws.lambda_.Function(
+            f"{name}-authorizer", name=f"{args.name}-events-authorizer", runtime=LAMBDA_RUNTIME,
+            handler=AUTHORIZER_HANDLER, code=args.code, role=auth_role.arn, timeout=5, memory_size=256,
+            architectures=["arm64"],
+            # By ARN, not value: the authorizer fetches and caches them, so no secret sits in the function config.
+            environment={"variables": {"STAFF_TOKEN_SECRET_ARN": args.staff_token_secret_arn,
+                                       "SESSION_SECRET_ARN": args.session_secret_arn}},
+            logging_config={"log_format": "JSON", "log_group": self.authorizer_logs.name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[auth_policy]),
+        )
+
+        # --- the Events API -------------------------------------------------------------------------
+        iam_mode = [{"auth_type": "AWS_IAM"}]
+        lambda_mode = [{"auth_type": "AWS_LAMBDA"}]
+        self.api = aws.appsync.Api(
+            f"{name}-api", name=f"{args.name}-events",
+            event_config={
+                "auth_providers": [
+                    {"auth_type": "AWS_IAM"},
+                    {"auth_type": "AWS_LAMBDA",
+                     "lambda_authorizer_config": {"authorizer_uri": self.authorizer.arn,
+                                                  "authorizer_result_ttl_in_seconds": 60}},
+                ],
+                "connection_auth_modes": [*lambda_mode, *iam_mode],
+                "default_publish_auth_modes": iam_mode,
+                "default_subscribe_auth_modes": lambda_mode,
+            },
+            opts=child,
+        )
+        aws.lambda_.Permission(
+            f"{name}-authorizer-invoke", action="lambda:InvokeFunction", function=self.authorizer.name,
+            principal="appsync.amazonaws.com", source_arn=self.api.api_arn, opts=child)
+        self.namespaces = {
+            ns: aws.appsync.ChannelNamespace(
+                f"{name}-ns-{ns}", api_id=self.api.api_id, name=ns,
+                publish_auth_modes=iam_mode, subscribe_auth_modes=lambda_mode, opts=child)
+            for ns in NAMESPACES
+        }
+        self.http_domain = self.api.dns.apply(lambda dns: dns["HTTP"])
+        self.realtime_domain = self.api.dns.apply(lambda dns: dns["REALTIME"])
+        self.http_endpoint = pulumi.Output.concat("https://", self.http_domain, "/event")
+        self.realtime_endpoint = pulumi.Output.concat("wss://", self.realtime_domain, "/event/realtime")
+
+        # --- stream publisher -------------------------------------------------------------------------
+        self.dlq = aws.sqs.Queue(
+            f"{name}-publisher-dlq", name=f"{args.name}-stream-publisher-dlq", sqs_managed_sse_enabled=True,
+            message_retention_seconds=14 * 24 * 3600, opts=child)
+        stream_arns = [t.stream_arn for t in args.tables.values()]
+        pub_role, pub_policy = iam.role(
+            f"{name}-publisher-role", "lambda.amazonaws.com",
+            [
+                iam.log_statement([self.publisher_logs.arn]),
+                iam.Statement(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                               "dynamodb:ListStreams"], stream_arns, sid="ReadTableStreams"),
+                iam.Statement(["sqs:SendMessage"], [self.dlq.arn], sid="DeadLetters"),
+                iam.Statement(["appsync:EventPublish"],
+                              [ns.channel_namespace_arn for ns in self.namespaces.values()], sid="Publish"),
+            ],
+            child, "DynamoDB stream -> AppSync Events publisher")
+        self.publisher = aws.lambda_.Function(
+            f"{name}-publisher", name=f"{args.name}-stream-publisher", runtime=LAMBDA_RUNTIME,
+            handler=PUBLISHER_HANDLER, code=args.code, role=pub_role.arn, timeout=30, memory_size=256,
+            architectures=["arm64"],
+            environment={"variables": {"APPSYNC_ENDPOINT": self.http_endpoint,
+                                       "APPSYNC_REALTIME_ENDPOINT": self.realtime_endpoint,
+                                       **args.table_environment}},
+            logging_config={"log_format": "JSON", "log_group": self.publisher_logs.name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[pub_policy]),
+        )
+        # REMOVEs (TTL expiry, deletes) never become events (runtime.changes maps them to None): filter them
+        # out before they cost an invocation.
+        only_writes = json.dumps({"eventName": ["INSERT", "MODIFY"]})
+        self.mappings = {
+            key: aws.lambda_.EventSourceMapping(
+                f"{name}-{key}-stream", event_source_arn=table.stream_arn, function_name=self.publisher.arn,
+                filter_criteria={"filters": [{"pattern": only_writes}]},
+                destination_config={"on_failure": {"destination_arn": self.dlq.arn}},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[pub_policy]),
+                **ESM_SETTINGS,  # type: ignore[arg-type]
+            )
+            for key, table in args.tables.items()
+        }
+        self.register_outputs({"httpEndpoint": self.http_endpoint, "realtimeEndpoint": self.realtime_endpoint})

@@ -1,0 +1,90 @@
+"""Security groups: only the load-balancer listeners face the Internet; everything else is SG-to-SG.
+
+There is no separate web-app group: the built web app is static files served by the runtime itself
+(`webapp/dist` inside the image), so it is reached through the API load balancer and the API service
+group like the API.
+
+The runtime's UDP (aiortc picks random ephemeral ports, see reference/webrtc-aiortc.md §1.1) is open only
+to the TURN relays' group: browsers never send media to the runtime directly, coturn relays it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+APP_PORT = 8000
+TURN_PORT = 3478
+TURN_TLS_PORT = 443
+RELAY_MIN_PORT = 49152
+RELAY_MAX_PORT = 65535
+EPHEMERAL_MIN_PORT = 1024
+WORLD = "0.0.0.0/0"
+
+
+@dataclass
+class SecurityGroupsArgs:
+    vpc_id: pulumi.Input[str]
+    name: str
+
+
+class SecurityGroups(pulumi.ComponentResource):
+    """Four groups: API load balancer, API service, TURN load balancer, TURN relays."""
+
+    def __init__(self, name: str, args: SecurityGroupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("concierge:platform:SecurityGroups", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self._name = name
+        self._child = child
+
+        def group(key: str, description: str) -> aws.ec2.SecurityGroup:
+            return aws.ec2.SecurityGroup(
+                f"{name}-{key}", vpc_id=args.vpc_id, description=description,
+                tags={"Name": f"{args.name}-{key}"}, opts=child,
+            )
+
+        self.alb = group("alb", "API load balancer: HTTPS and HTTP (redirect) from the Internet")
+        self.app = group("app", "API service (runtime): HTTP from the ALB, media UDP from the TURN relays")
+        self.turn_lb = group("turn-lb", "TURN load balancer: TURN UDP/TCP 3478 and TURN-over-TLS 443")
+        self.turn = group("turn", "TURN relays (coturn): TURN from the NLB, relayed media from the runtime")
+
+        # Internet -> load balancers: the only world-open ingress, one listener port each.
+        self._ingress("alb-https", self.alb, "tcp", 443, 443, cidr=WORLD)
+        self._ingress("alb-http", self.alb, "tcp", 80, 80, cidr=WORLD)
+        self._ingress("turn-lb-3478-udp", self.turn_lb, "udp", TURN_PORT, TURN_PORT, cidr=WORLD)
+        self._ingress("turn-lb-3478-tcp", self.turn_lb, "tcp", TURN_PORT, TURN_PORT, cidr=WORLD)
+        self._ingress("turn-lb-tls", self.turn_lb, "tcp", TURN_TLS_PORT, TURN_TLS_PORT, cidr=WORLD)
+
+        # Load balancers -> targets.
+        self._egress("alb-to-app", self.alb, "tcp", APP_PORT, APP_PORT, peer=self.app)
+        self._ingress("app-from-alb", self.app, "tcp", APP_PORT, APP_PORT, peer=self.alb)
+        for proto in ("udp", "tcp"):
+            self._egress(f"turn-lb-to-turn-{proto}", self.turn_lb, proto, TURN_PORT, TURN_PORT, peer=self.turn)
+            self._ingress(f"turn-from-lb-{proto}", self.turn, proto, TURN_PORT, TURN_PORT, peer=self.turn_lb)
+
+        # Media between relay and runtime, never from anywhere else.
+        self._ingress("app-media-from-turn", self.app, "udp", EPHEMERAL_MIN_PORT, 65535, peer=self.turn)
+        self._ingress("turn-relay-from-app", self.turn, "udp", RELAY_MIN_PORT, RELAY_MAX_PORT, peer=self.app)
+
+        # Egress: the runtime needs Bedrock, DynamoDB, ECR, Secrets Manager (through the NAT) and the relays.
+        # coturn needs HTTPS for its image pull and logs, and UDP to the runtime; nothing else.
+        self._egress("app-out", self.app, "-1", None, None, cidr=WORLD)
+        self._egress("turn-out-https", self.turn, "tcp", 443, 443, cidr=WORLD)
+        self._egress("turn-out-media", self.turn, "udp", EPHEMERAL_MIN_PORT, 65535, peer=self.app)
+        self.register_outputs({})
+
+    def _ingress(self, key: str, sg: aws.ec2.SecurityGroup, proto: str, lo: int | None, hi: int | None, *,
+                 cidr: str | None = None, peer: aws.ec2.SecurityGroup | None = None) -> None:
+        aws.vpc.SecurityGroupIngressRule(
+            f"{self._name}-in-{key}", security_group_id=sg.id, ip_protocol=proto, from_port=lo, to_port=hi,
+            cidr_ipv4=cidr, referenced_security_group_id=peer.id if peer else None, opts=self._child,
+        )
+
+    def _egress(self, key: str, sg: aws.ec2.SecurityGroup, proto: str, lo: int | None, hi: int | None, *,
+                cidr: str | None = None, peer: aws.ec2.SecurityGroup | None = None) -> None:
+        aws.vpc.SecurityGroupEgressRule(
+            f"{self._name}-out-{key}", security_group_id=sg.id, ip_protocol=proto, from_port=lo, to_port=hi,
+            cidr_ipv4=cidr, referenced_security_group_id=peer.id if peer else None, opts=self._child,
+        )

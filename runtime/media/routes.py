@@ -1,0 +1,190 @@
+"""HTTP surface of the media area: ``POST /api/webrtc/offer`` and WebSocket ``/ws/audio``.
+
+Per-process state (live calls, the offer rate limiter, an optional session-factory override used by
+tests and the bench) lives in one ``MediaHub`` on ``app.state.media``; shutdown hangs up every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from runtime.errors import ApiError, Unavailable, error_body
+from runtime.media import metrics, patches
+from runtime.media.webrtc import CONNECT_TIMEOUT_SECONDS, BadOffer, WebRtcCall
+from runtime.media.ws_audio import CLOSE_TRY_AGAIN, WsCall, WsOutput
+from runtime.ratelimit import RateLimiter, client_key
+from runtime.services import services_of
+from runtime.speech.ports import SessionFactory
+
+log = logging.getLogger("runtime.media")
+
+OFFER_RATE_PER_SECOND = 1.0  # sustained new calls per client address
+OFFER_BURST = 20  # a household/office behind one NAT may start several calls at once
+
+LOCAL_VOICES = ["heart"]
+# Nova 2 Sonic voice ids (AWS Nova Sonic documentation / reference/nova-sonic.md §1.6).
+NOVA_SONIC_VOICES = ["matthew", "tiffany", "amy", "olivia", "kiara", "arjun", "ambre", "florian",
+                     "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos", "carolina", "leo"]
+
+
+def voices_for(engine: str, default_voice: str) -> list[str]:
+    if engine == "local":
+        return list(LOCAL_VOICES)
+    voices = list(NOVA_SONIC_VOICES)
+    if default_voice not in voices:
+        voices.insert(0, default_voice)
+    return voices
+
+
+class MediaHub:
+    """Live calls of this process, the offer limiter, and which ``SessionFactory`` to use."""
+
+    def __init__(self, *, session_factory: SessionFactory | None = None,
+                 limiter: RateLimiter | None = None, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+        self.session_factory = session_factory
+        self.connect_timeout = connect_timeout
+        self.limiter = limiter or RateLimiter(OFFER_RATE_PER_SECOND, OFFER_BURST)
+        self.calls: set[WebRtcCall] = set()
+        self.ws_calls = 0
+        self._registered = False
+
+    def factory(self, conn: HTTPConnection) -> SessionFactory:
+        if self.session_factory is not None:
+            return self.session_factory
+        sessions = getattr(services_of(conn), "sessions", None)
+        if sessions is None:
+            raise Unavailable("voice sessions are not available on this server yet")
+        return sessions  # type: ignore[no-any-return]
+
+    def register_shutdown(self, conn: HTTPConnection) -> None:
+        if not self._registered:
+            self._registered = True
+            services_of(conn).on_close(self.close_all)
+
+    async def close_all(self) -> None:
+        calls = list(self.calls)
+        await asyncio.gather(*(call.end("server-shutdown") for call in calls), return_exceptions=True)
+
+
+def media_hub(app: Starlette) -> MediaHub:
+    hub = getattr(app.state, "media", None)
+    if hub is None:
+        hub = app.state.media = MediaHub()
+    return hub  # type: ignore[no-any-return]
+
+
+def _voice(conn: HTTPConnection, voice: Any) -> str | None:
+    if voice is None:
+        return None
+    settings = conn.app.state.settings
+    allowed = voices_for(settings.speech_engine, settings.voice_id)
+    if not isinstance(voice, str) or voice not in allowed:
+        raise ApiError(f"unknown voice; choose one of: {', '.join(allowed)}", status=422,
+                       code="validation_error", details={"voice": "not one of " + ", ".join(allowed)})
+    return voice
+
+
+async def webrtc_offer(request: Request) -> JSONResponse:
+    """Start a voice call over WebRTC (non-trickle: the answer holds every candidate).
+    ---
+    summary: Exchange an SDP offer for an answer and start a voice session
+    requestBody:
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [sdp, type]
+            properties:
+              sdp: {type: string, description: offer with all ICE candidates gathered}
+              type: {type: string, enum: [offer]}
+              voice: {type: string}
+    responses:
+      200: {description: '{"sdp","type":"answer","sessionId","sessionToken"}'}
+      400: {description: malformed body or SDP}
+      413: {description: SDP too large}
+      429: {description: too many offers from this address}
+      503: {description: this process is at its session limit}
+    """
+    try:
+        return await _answer_offer(request)
+    except ApiError as exc:
+        metrics.OFFERS_REJECTED.labels(exc.code).inc()
+        raise
+
+
+async def _answer_offer(request: Request) -> JSONResponse:
+    hub = media_hub(request.app)
+    hub.limiter.check(request, "call offers")
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise BadOffer("the body must be JSON: {\"sdp\": ..., \"type\": \"offer\"}", code="bad_request") from exc
+    if not isinstance(body, dict):
+        raise BadOffer("the body must be a JSON object", code="bad_request")
+    if body.get("type") != "offer":
+        raise BadOffer("'type' must be \"offer\"", code="bad_request")
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise BadOffer("'sdp' must be a non-empty string", code="bad_request")
+    voice = _voice(request, body.get("voice"))
+    factory = hub.factory(request)
+    hub.register_shutdown(request)
+    patches.install()
+    call = WebRtcCall(factory, voice=voice, on_closed=hub.calls.discard, connect_timeout=hub.connect_timeout)
+    answer = await call.answer(sdp)
+    hub.calls.add(call)
+    if call.ended:  # hung up while we were answering
+        hub.calls.discard(call)
+    session = call.session
+    assert session is not None
+    return JSONResponse({"sdp": answer, "type": "answer", "sessionId": session.session_id,
+                         "sessionToken": session.session_token})
+
+
+async def ws_audio(websocket: WebSocket) -> None:
+    """WebSocket audio transport (PCM s16le 16 kHz up, 24 kHz down, JSON text control frames)."""
+    hub = media_hub(websocket.app)
+    try:
+        if not hub.limiter.allow(client_key(websocket)):
+            raise ApiError("too many calls from this address; slow down and retry shortly",
+                           status=429, code="rate_limited")
+        voice = _voice(websocket, websocket.query_params.get("voice"))
+        factory = hub.factory(websocket)
+        hub.register_shutdown(websocket)
+        output = WsOutput()
+        session = await factory.create(output, transport="websocket", voice=voice)
+    except ApiError as exc:
+        await _deny(websocket, exc)
+        return
+    await websocket.accept()
+    hub.ws_calls += 1
+    try:
+        await WsCall(websocket, session, output).run()
+    finally:
+        hub.ws_calls -= 1
+
+
+async def _deny(websocket: WebSocket, exc: ApiError) -> None:
+    """Refuse before accepting: an HTTP error response if the server supports it, else close 1013/1008."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status,
+                                headers={"Retry-After": "1"} if exc.status in (429, 503) else None)
+        await websocket.send_denial_response(response)
+        return
+    await websocket.close(CLOSE_TRY_AGAIN if exc.status in (429, 503) else 1008, exc.message[:120])
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/webrtc/offer", webrtc_offer, methods=["POST"]),
+        WebSocketRoute("/ws/audio", ws_audio),
+    ]
