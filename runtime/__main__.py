@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=settings.trust_proxy_headers,
         forwarded_allow_ips="*" if settings.trust_proxy_headers else None,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-        ws_max_size=1024 * 1024,
+        ws_max_size=1_400_000,  # room for an AppSync socket publish (5 x 240 KB); /ws/audio caps its own frames
     )
     return 0
 

@@ -18,10 +18,13 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from runtime.api import bookings as bookings_api
+from runtime.api import config as config_api
 from runtime.api import conversations as conversations_api
 from runtime.api import health
 from runtime.errors import EXCEPTION_HANDLERS
+from runtime.events import gateway as events_gateway
 from runtime.log import configure_logging
+from runtime.media import routes as media_routes
 from runtime.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from runtime.services import Overrides, build_services
 from runtime.settings import Settings, load_settings
@@ -29,6 +32,7 @@ from runtime.settings import Settings, load_settings
 log = logging.getLogger("runtime.app")
 
 ROOT = Path(__file__).resolve().parent.parent
+EVENT_PUBLISH_MAX_BYTES = 1_300_000  # AppSync Events: 5 events x 240 KB, 1.2 MB per publish request
 
 
 def _route_modules() -> list[list[BaseRoute]]:
@@ -36,6 +40,9 @@ def _route_modules() -> list[list[BaseRoute]]:
         health.routes(),
         bookings_api.routes(),
         conversations_api.routes(),
+        events_gateway.routes(),
+        config_api.routes(),
+        media_routes.routes(),
     ]
 
 
@@ -70,7 +77,8 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         middleware=[
             Middleware(MetricsMiddleware),
             Middleware(SecurityHeadersMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       path_limits={"/event": EVENT_PUBLISH_MAX_BYTES}),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,

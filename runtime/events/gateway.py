@@ -1,0 +1,630 @@
+"""Embedded AppSync Events gateway: ``POST /event`` and the WebSocket ``/event/realtime``.
+
+Standalone mode has no AWS, yet the web app must use one events client everywhere. So the runtime
+speaks the AppSync Events wire protocol itself (reference/appsync-events.md §1): the same handshake
+(``aws-appsync-event-ws`` + ``header-<base64url(json)>`` subprotocols), the same message catalogue and
+error shapes, one ``data`` frame per event per matching subscription with the event string unchanged.
+No library implements the server side of this protocol, hence the hand-written server.
+
+Authorization is the project's single rule set (``runtime.auth``): browsers present the staff token or
+their guest ``sessionToken`` in the ``Authorization`` entry of the header map; it is checked at connect
+and again on every subscribe (from the message's ``authorization`` map, else the connection's). Guests
+may subscribe only to their own ``/conversations/<sessionId>``.
+
+Publishing is server side only. The runtime publishes in-process with ``EventsGateway.publish``; an
+out-of-process publisher (the stream-publisher Lambda run locally, the bench, ops tools) may publish
+over HTTP or the socket only with the API key (``APPSYNC_API_KEY``, sent as ``x-api-key``), exactly as
+it would to a real AppSync API. Without a configured key, HTTP/socket publishing is disabled. Browser
+credentials, even staff ones, are always refused for publishing.
+
+With several worker processes each worker has its own gateway; ``runtime.events.relay`` forwards
+every publish to the sibling workers so a subscriber sees events whichever worker it is connected to.
+
+Each connection has a bounded send queue drained by one writer task; a consumer too slow to keep up is
+disconnected (close code 1013) instead of letting memory grow. Fan-out is a dictionary lookup per
+channel and wildcard prefix, never a scan of all subscriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import itertools
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from runtime.auth import Principal, authenticate, may_subscribe
+from runtime.errors import EXCEPTION_HANDLERS, error_body
+from runtime.events import channels
+from runtime.events.relay import WorkerRelay
+from runtime.metrics import EVENTS_PUBLISHED
+from runtime.ratelimit import RateLimiter, client_key
+
+log = logging.getLogger("runtime.events.gateway")
+
+SUBPROTOCOL = "aws-appsync-event-ws"
+MAX_EVENTS_PER_PUBLISH = 5
+MAX_EVENT_BYTES = 240 * 1024
+UNAUTHORIZED_MESSAGE = "You are not authorized to make this call."
+_ID_RE = re.compile(r"^[A-Za-z0-9\-_+]{1,128}$")
+_CORS_HEADERS = {
+    "access-control-allow-origin": "*",
+    "access-control-allow-methods": "POST, OPTIONS",
+    "access-control-allow-headers": "content-type, x-api-key, authorization, x-amz-date, x-amz-security-token, "
+                                    "x-amz-user-agent",
+    "access-control-max-age": "600",
+}
+# WebSocket close codes: 1008 policy violation (bad credentials), 1013 try again later (slow consumer).
+CLOSE_UNAUTHORIZED = 1008
+CLOSE_SLOW_CONSUMER = 1013
+CLOSE_GOING_AWAY = 1001
+
+
+def _dumps(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+def _errors(error_type: str, message: str, **extra: Any) -> list[dict[str, Any]]:
+    return [{"errorType": error_type, "message": message, **extra}]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a header map: a browser ``principal`` and/or a server-side holder of the API key."""
+
+    principal: Principal | None
+    server: bool
+
+    def may_subscribe(self, channel: str) -> bool:
+        return self.server or may_subscribe(self.principal, channel)
+
+
+@dataclass(slots=True)
+class PublishOutcome:
+    """AppSync's per-event publish result: ``successful`` and ``failed`` entries by event index."""
+
+    successful: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"failed": self.failed, "successful": self.successful}
+
+
+class PublishRejected(Exception):
+    """The whole publish request is refused (AppSync's request-level ``errors``)."""
+
+    def __init__(self, error_type: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.status = status
+
+
+@dataclass(eq=False, slots=True)
+class _Subscription:
+    conn: _Connection
+    id: str
+    pattern: str
+    id_json: str  # the id pre-encoded, so a data frame is built by concatenation
+    headers: Mapping[str, Any]  # credential it was authorised with (re-checked for guests, which expire)
+    recheck_at: float | None  # None: never expires (staff token or API key)
+
+
+class _Connection:
+    """One realtime socket: its subscriptions and a bounded outbound queue drained by one writer."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, ws: WebSocket, headers: Mapping[str, Any], queue_size: int, keepalive: float,
+                 publish_rate: float) -> None:
+        self.number = next(self._ids)
+        self.ws = ws
+        self.headers = headers
+        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.subscriptions: dict[str, _Subscription] = {}
+        self.keepalive = keepalive
+        self.keepalive_on = False
+        self.close_code = 1000
+        self.close_reason = ""
+        self.dropped = False
+        self.writer: asyncio.Task[None] | None = None
+        self.publishes = RateLimiter(publish_rate, max(1, int(publish_rate)))
+
+    def send(self, message: Mapping[str, Any] | str) -> None:
+        """Queue a frame; a full queue means the client cannot keep up, so it is dropped."""
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(message if isinstance(message, str) else _dumps(message))
+        except asyncio.QueueFull:
+            self.drop(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
+
+    def drop(self, code: int, reason: str) -> None:
+        if self.dropped:
+            return
+        self.dropped = True
+        self.close_code, self.close_reason = code, reason
+        if self.writer is not None:
+            self.writer.cancel()
+
+    async def write_loop(self) -> None:
+        """Drain the queue in order; once acknowledged (or subscribed), also send ``ka`` every interval."""
+        loop = asyncio.get_running_loop()
+        next_ka: float | None = None
+        while True:
+            if next_ka is None and self.keepalive_on:
+                next_ka = loop.time() + self.keepalive
+            if next_ka is None:
+                frame = await self.queue.get()
+            else:
+                timeout = next_ka - loop.time()
+                if timeout <= 0:
+                    await self.ws.send_text('{"type":"ka"}')
+                    next_ka = loop.time() + self.keepalive
+                    continue
+                try:
+                    frame = await asyncio.wait_for(self.queue.get(), timeout)
+                except TimeoutError:
+                    continue
+            await self.ws.send_text(frame)
+            while not self.queue.empty() and (next_ka is None or loop.time() < next_ka):  # backlog: no timer
+                await self.ws.send_text(self.queue.get_nowait())
+
+
+class EventsGateway:
+    """In-process AppSync Events server: subscriptions, fan-out and the two transports."""
+
+    def __init__(
+        self,
+        *,
+        staff_token: str | None,
+        session_secret: str | None,
+        api_key: str | None = None,
+        keepalive_seconds: float = 60.0,
+        connection_timeout_ms: int = 300_000,
+        max_subscriptions_per_connection: int = 100,
+        send_queue_size: int = 256,
+        max_frame_bytes: int = 1_300_000,  # below `serve`'s ws_max_size (1.4 MB), so we answer first
+        guest_recheck_seconds: float = 1.0,
+        http_rate_per_second: float = 200.0,
+        socket_publish_rate: float = 25.0,  # AppSync quota: 25 publish requests / s per connection
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0 < keepalive_seconds <= 60:
+            raise ValueError("keepalive_seconds must be in (0, 60]: clients give up after ~65 s of silence")
+        self.staff_token = staff_token
+        self.session_secret = session_secret
+        self.api_key = api_key
+        self.keepalive_seconds = keepalive_seconds
+        self.connection_timeout_ms = connection_timeout_ms
+        self.max_subscriptions = max_subscriptions_per_connection
+        self.send_queue_size = send_queue_size
+        self.max_frame_bytes = max_frame_bytes
+        self.guest_recheck_seconds = guest_recheck_seconds
+        self.clock = clock
+        self.socket_publish_rate = socket_publish_rate
+        self._http_limiter = RateLimiter(http_rate_per_second, int(http_rate_per_second * 2))
+        self._index: dict[str, set[_Subscription]] = {}
+        self._connections: set[_Connection] = set()
+        self._closing = False
+        self.relay: WorkerRelay | None = None  # set when the runtime runs several worker processes
+
+    # --- observability ------------------------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(subs) for subs in self._index.values())
+
+    # --- authorization -----------------------------------------------------------------------
+
+    def caller(self, headers: Mapping[str, Any] | None) -> Caller | None:
+        """Resolve an AppSync header map (``Authorization`` / ``x-api-key``, any case) to a Caller."""
+        if not headers:
+            return None
+        lowered = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
+        key = lowered.get("x-api-key")
+        server = bool(self.api_key and key and hmac.compare_digest(key.encode(), self.api_key.encode()))
+        principal = authenticate(lowered.get("authorization"), staff_token=self.staff_token,
+                                 session_secret=self.session_secret, now=self.clock())
+        if not server and principal is None:
+            return None
+        return Caller(principal, server)
+
+    # --- publishing --------------------------------------------------------------------------
+
+    async def publish(self, channel: str, payload: Any) -> PublishOutcome:
+        """Server-side publish of one JSON-serialisable payload (what local change capture calls)."""
+        return self.publish_events(channel, [json.dumps(payload, separators=(",", ":"))])
+
+    def publish_events(self, channel: object, events: object, *, from_sibling: bool = False) -> PublishOutcome:
+        """Validate and fan out 1-5 stringified JSON events; raise PublishRejected for the request.
+
+        Accepted events also go to the sibling workers' gateways through ``relay`` (when set), unless
+        they came from a sibling in the first place.
+        """
+        try:
+            path = channels.normalize(channel, allow_wildcard=False)
+        except channels.ChannelError as exc:
+            raise PublishRejected("BadRequestException", str(exc), 400) from exc
+        if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS_PER_PUBLISH:
+            raise PublishRejected("BadRequestException",
+                                  f"events must be a list of 1 to {MAX_EVENTS_PER_PUBLISH} JSON strings", 400)
+        outcome = PublishOutcome()
+        accepted: list[str] = []
+        for index, event in enumerate(events):
+            identifier = str(uuid.uuid4())
+            problem = _event_problem(event)
+            if problem is not None:
+                code, message = problem
+                outcome.failed.append({"code": code, "identifier": identifier, "index": index, "message": message})
+                continue
+            outcome.successful.append({"identifier": identifier, "index": index})
+            accepted.append(event)  # type: ignore[arg-type]  # _event_problem proved it is a str
+        if accepted:
+            self._fan_out(path, accepted)
+            if not from_sibling:
+                EVENTS_PUBLISHED.labels(channels.namespace_of(path)).inc(len(accepted))
+                if self.relay is not None:
+                    self.relay.send(path, accepted)
+        return outcome
+
+    def deliver_from_sibling(self, channel: str, events: list[str]) -> None:
+        """Relay callback: a sibling worker published these; deliver to this worker's subscribers only."""
+        try:
+            self.publish_events(channel, events, from_sibling=True)
+        except PublishRejected as exc:
+            log.warning("relayed publish refused: %s", exc.message)
+
+    def _fan_out(self, channel: str, events: Sequence[str]) -> None:
+        subscriptions: list[_Subscription] = []
+        for pattern in (channel, *channels.wildcard_patterns_for(channel)):
+            subscriptions.extend(self._index.get(pattern, ()))
+        if not subscriptions:
+            return
+        now = self.clock()
+        live = [s for s in subscriptions if s.recheck_at is None or s.recheck_at > now or self._still_allowed(s, now)]
+        for event in events:
+            encoded = json.dumps(event)  # the event string, unchanged, as a JSON string value
+            for sub in live:
+                sub.conn.send('{"type":"data","id":' + sub.id_json + ',"event":' + encoded + "}")
+
+    def _still_allowed(self, sub: _Subscription, now: float) -> bool:
+        """Guest tokens expire: a subscription outliving its token gets ``broadcast_error`` and ends."""
+        caller = self.caller(sub.headers)
+        if caller is not None and caller.may_subscribe(sub.pattern):
+            sub.recheck_at = now + self.guest_recheck_seconds
+            return True
+        sub.conn.send({"type": "broadcast_error", "id": sub.id, "errors": _errors(
+            "UnauthorizedException", "Token expired: subscribe again with a fresh token")})
+        self._remove(sub)
+        return False
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    def _add(self, sub: _Subscription) -> None:
+        sub.conn.subscriptions[sub.id] = sub
+        self._index.setdefault(sub.pattern, set()).add(sub)
+
+    def _remove(self, sub: _Subscription) -> None:
+        sub.conn.subscriptions.pop(sub.id, None)
+        bucket = self._index.get(sub.pattern)
+        if bucket is not None:
+            bucket.discard(sub)
+            if not bucket:
+                del self._index[sub.pattern]
+
+    # --- WebSocket transport -------------------------------------------------------------------
+
+    async def serve_websocket(self, ws: WebSocket) -> None:
+        if SUBPROTOCOL not in ws.scope.get("subprotocols", []) or self._closing:
+            await ws.close(code=CLOSE_UNAUTHORIZED)  # before accept: the upgrade is refused (HTTP 403)
+            return
+        await ws.accept(subprotocol=SUBPROTOCOL)
+        headers = _handshake_headers(ws)
+        if headers is None or self.caller(headers) is None:
+            await ws.send_text(_dumps({"type": "connection_error", "errors": _errors(
+                "UnauthorizedException", UNAUTHORIZED_MESSAGE, errorCode=401)}))
+            await ws.close(code=CLOSE_UNAUTHORIZED)
+            return
+        conn = _Connection(ws, headers, self.send_queue_size, self.keepalive_seconds, self.socket_publish_rate)
+        self._connections.add(conn)
+        conn.writer = asyncio.create_task(conn.write_loop())
+        reader = asyncio.create_task(self._read_loop(conn))
+        try:
+            await asyncio.wait({conn.writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (conn.writer, reader):
+                task.cancel()
+            await asyncio.gather(conn.writer, reader, return_exceptions=True)
+            for sub in list(conn.subscriptions.values()):
+                self._remove(sub)
+            self._connections.discard(conn)
+            with contextlib.suppress(Exception):
+                await ws.close(code=conn.close_code, reason=conn.close_reason or None)
+
+    async def _read_loop(self, conn: _Connection) -> None:
+        while True:
+            try:
+                message = await conn.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                conn.send({"type": "error", "errors": _errors(
+                    "UnsupportedOperation", "Binary frames are not supported; send JSON text frames")})
+                continue
+            if len(text) > self.max_frame_bytes:
+                conn.send({"type": "error", "errors": _errors(
+                    "BadRequestException", f"Message is larger than {self.max_frame_bytes} bytes")})
+                continue
+            try:
+                frame = json.loads(text)
+            except ValueError:
+                frame = None
+            if not isinstance(frame, dict):
+                conn.send({"type": "error", "errors": _errors("BadRequestException", "Message is not a JSON object")})
+                continue
+            self._handle(conn, frame)
+
+    def _handle(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "connection_init":
+            conn.send({"type": "connection_ack", "connectionTimeoutMs": self.connection_timeout_ms})
+            conn.keepalive_on = True
+        elif kind == "subscribe":
+            self._subscribe(conn, frame)
+        elif kind == "unsubscribe":
+            self._unsubscribe(conn, frame)
+        elif kind == "publish":
+            self._socket_publish(conn, frame)
+        elif kind == "ka":
+            pass
+        else:
+            reply: dict[str, Any] = {"type": "error"}
+            if isinstance(frame.get("id"), str):
+                reply["id"] = frame["id"]
+            reply["errors"] = _errors(
+                "UnsupportedOperation", f"Operation {str(kind)[:64]!r} is not supported through the realtime channel")
+            conn.send(reply)
+
+    def _subscribe(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        sub_id = frame.get("id")
+
+        def refuse(error_type: str, message: str) -> None:
+            conn.send({"type": "subscribe_error", "id": sub_id if isinstance(sub_id, str) else None,
+                       "errors": _errors(error_type, message)})
+
+        if not isinstance(sub_id, str) or not _ID_RE.fullmatch(sub_id):
+            refuse("BadRequestException", "Subscription id must be 1-128 characters of [A-Za-z0-9-_+]")
+            return
+        try:
+            pattern = channels.normalize(frame.get("channel"), allow_wildcard=True)
+        except channels.ChannelError as exc:
+            refuse("BadRequestException", str(exc))
+            return
+        headers = _message_headers(frame, conn)
+        caller = self.caller(headers)
+        if caller is None or not caller.may_subscribe(pattern):
+            refuse("UnauthorizedException", UNAUTHORIZED_MESSAGE)
+            return
+        if sub_id in conn.subscriptions:
+            refuse("ConflictException", "Subscription id is already in use on this connection")
+            return
+        if len(conn.subscriptions) >= self.max_subscriptions:
+            refuse("LimitExceededException", f"At most {self.max_subscriptions} subscriptions per connection")
+            return
+        guest = not caller.server and not (caller.principal and caller.principal.is_staff)
+        recheck = self.clock() + self.guest_recheck_seconds if guest else None
+        self._add(_Subscription(conn, sub_id, pattern, json.dumps(sub_id), headers, recheck))
+        conn.send({"type": "subscribe_success", "id": sub_id})
+        conn.keepalive_on = True
+
+    def _unsubscribe(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        sub_id = frame.get("id")
+        sub = conn.subscriptions.get(sub_id) if isinstance(sub_id, str) else None
+        if sub is None:
+            conn.send({"type": "unsubscribe_error", "id": sub_id if isinstance(sub_id, str) else None,
+                       "errors": _errors("UnknownOperationError", "Unknown operation id")})
+            return
+        self._remove(sub)
+        conn.send({"type": "unsubscribe_success", "id": sub_id})
+
+    def _socket_publish(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        pub_id = frame.get("id")
+
+        def refuse(error_type: str, message: str) -> None:
+            conn.send({"type": "publish_error", "id": pub_id if isinstance(pub_id, str) else None,
+                       "errors": _errors(error_type, message)})
+
+        if not isinstance(pub_id, str) or not _ID_RE.fullmatch(pub_id):
+            refuse("BadRequestException", "Publish id must be 1-128 characters of [A-Za-z0-9-_+]")
+            return
+        caller = self.caller(_message_headers(frame, conn))
+        if caller is None or not caller.server:
+            refuse("UnauthorizedException", "Publishing is server side only; browser credentials cannot publish")
+            return
+        if not conn.publishes.allow("publish"):
+            refuse("LimitExceededException", "Too many publish requests per second on this connection")
+            return
+        try:
+            outcome = self.publish_events(frame.get("channel"), frame.get("events"))
+        except PublishRejected as exc:
+            refuse(exc.error_type, exc.message)
+            return
+        conn.send({"type": "publish_success", "id": pub_id, **outcome.as_dict()})
+
+    # --- HTTP transport ------------------------------------------------------------------------
+
+    async def serve_http(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=_CORS_HEADERS)
+        if not self._http_limiter.allow(client_key(request)):
+            return _http_error(429, "TooManyRequestsException", "Too many publish requests; retry shortly")
+        if not self.api_key:
+            return _http_error(401, "UnauthorizedException",
+                               "HTTP publishing is disabled: set APPSYNC_API_KEY for server-side publishers")
+        caller = self.caller(dict(request.headers))
+        if caller is None or not caller.server:
+            return _http_error(401, "UnauthorizedException", UNAUTHORIZED_MESSAGE)
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _http_error(400, "BadRequestException", "Request body is not valid JSON")
+        if not isinstance(body, dict):
+            return _http_error(400, "BadRequestException", 'Request body must be {"channel": ..., "events": [...]}')
+        try:
+            outcome = self.publish_events(body.get("channel"), body.get("events"))
+        except PublishRejected as exc:
+            return _http_error(exc.status, exc.error_type, exc.message)
+        return JSONResponse(outcome.as_dict(), headers=_CORS_HEADERS)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Shutdown: end every connection with 1001 so clients reconnect elsewhere."""
+        self._closing = True
+        for conn in list(self._connections):
+            conn.drop(CLOSE_GOING_AWAY, "server shutting down")
+        for _ in range(50):
+            if not self._connections:
+                break
+            await asyncio.sleep(0.02)
+
+
+def _event_problem(event: object) -> tuple[str, str] | None:
+    if not isinstance(event, str):
+        return "BadRequestException", "Event must be a string containing JSON"
+    if len(event) > MAX_EVENT_BYTES or len(event.encode()) > MAX_EVENT_BYTES:
+        return "EventTooLargeException", "Event is larger than 240KB"
+    try:
+        json.loads(event)
+    except ValueError:
+        return "BadRequestException", "Invalid JSON"
+    return None
+
+
+def _decode_header_map(encoded: str) -> dict[str, Any] | None:
+    """Decode base64url(JSON) with or without padding; None when it is not a JSON object."""
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _handshake_headers(ws: WebSocket) -> dict[str, Any] | None:
+    """Auth of the upgrade: ``header-`` subprotocol, else upgrade headers, else ``?header=``."""
+    for protocol in ws.scope.get("subprotocols", []):
+        if protocol.startswith("header-"):
+            return _decode_header_map(protocol[len("header-"):])
+    upgrade = {k: v for k, v in ws.headers.items() if k in ("authorization", "x-api-key", "host")}
+    if "authorization" in upgrade or "x-api-key" in upgrade:
+        return upgrade
+    query = ws.query_params.get("header")
+    if query:
+        return _decode_header_map(query)
+    return None
+
+
+def _message_headers(frame: Mapping[str, Any], conn: _Connection) -> Mapping[str, Any]:
+    authorization = frame.get("authorization")
+    return authorization if isinstance(authorization, dict) else conn.headers
+
+
+def _http_error(status: int, error_type: str, message: str) -> JSONResponse:
+    """AppSync's request-level ``errors`` plus the project's ``error`` object, so both kinds of client cope."""
+    body = {"errors": _errors(error_type, message), **error_body(_ERROR_CODES.get(status, "bad_request"), message)}
+    return JSONResponse(body, status_code=status, headers={**_CORS_HEADERS, **({"retry-after": "1"}
+                                                                               if status == 429 else {})})
+
+
+_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 429: "rate_limited"}
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+def _gateway_of(app_state: Any) -> EventsGateway | None:
+    gateway = getattr(app_state, "gateway", None)
+    if gateway is None:
+        services = getattr(app_state, "services", None)
+        gateway = getattr(services, "gateway", None)
+    return gateway
+
+
+async def _http_endpoint(request: Request) -> Response:
+    """Publish events (AppSync Events HTTP API; server-side publishers with the API key).
+    ---
+    summary: Publish 1-5 events to a channel (AppSync Events protocol; x-api-key required)
+    responses:
+      200: {description: '{"successful":[{identifier,index}],"failed":[{identifier,index,code,message}]}'}
+      400: {description: 'request-level {"errors":[{errorType,message}]}'}
+      401: {description: missing/invalid API key, or a browser credential}
+    """
+    gateway = _gateway_of(request.app.state)
+    if gateway is None:
+        return JSONResponse(error_body("not_found", "events are served by AWS AppSync in this deployment; "
+                                       "see GET /api/config"), status_code=404)
+    return await gateway.serve_http(request)
+
+
+async def _ws_endpoint(ws: WebSocket) -> None:
+    gateway = _gateway_of(ws.app.state)
+    if gateway is None:
+        await ws.close(code=CLOSE_UNAUTHORIZED)
+        return
+    await gateway.serve_websocket(ws)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/event", _http_endpoint, methods=["POST", "OPTIONS"]),
+        WebSocketRoute("/event/realtime", _ws_endpoint),
+    ]
+
+
+def standalone_app(gateway: EventsGateway) -> Starlette:
+    """The gateway alone as an ASGI app: a local stand-in for an AppSync Events API (tests, bench)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.close()
+
+    app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+                    lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+
+
+def encode_header_map(headers: Mapping[str, str]) -> str:
+    """``header-<base64url(json)>`` subprotocol value, as browsers send it (for clients and tests)."""
+    raw = json.dumps(dict(headers), separators=(",", ":")).encode()
+    return "header-" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def subprotocols_for(headers: Mapping[str, str]) -> list[str]:
+    return [SUBPROTOCOL, encode_header_map(headers)]
+
