@@ -84,10 +84,43 @@ async def build_services(settings: Settings, overrides: Overrides | None = None)
     services.bookings = BookingService(store.bookings, settings)
 
     # --- events: embedded gateway fed by local change capture (standalone) ----------------------
-    # (wired by the real-time events area)
+    # In AWS mode (APPSYNC_ENDPOINT set) the DynamoDB streams + the stream-publisher Lambda publish every
+    # change, so the runtime itself needs neither a gateway nor a publisher.
+    if settings.appsync_endpoint is None:
+        from runtime.events.gateway import EventsGateway
+        from runtime.events.local_capture import attach as attach_capture
+
+        gateway = EventsGateway(staff_token=staff_token, session_secret=session_secret,
+                                api_key=_secret(settings.appsync_api_key))
+        services.gateway = gateway
+        services.on_close(gateway.close)
+        if settings.workers > 1:  # subscribers may sit in any worker: share events between them
+            from runtime.events.relay import WorkerRelay, default_directory
+
+            relay = WorkerRelay(default_directory(settings.data_dir, settings.port), gateway.deliver_from_sibling)
+            try:
+                await relay.start()
+            except OSError:
+                log.exception("events relay unavailable: subscribers see only their own worker's events")
+            else:
+                gateway.relay = relay
+                services.on_close(relay.close)
+        stop_capture = attach_capture(store, gateway)
+
+        async def _stop_capture() -> None:
+            stop_capture()
+
+        services.on_close(_stop_capture)
 
     # --- speech: model + session manager --------------------------------------------------------
-    # (wired by the speech sessions area)
+    from runtime.speech.factory import make_speech_model
+    from runtime.speech.session import SessionManager
+
+    services.speech_model = overrides.speech_model or make_speech_model(settings)
+    services.on_close(services.speech_model.close)  # runs after the sessions below are closed
+    services.sessions = SessionManager(services.speech_model, services.bookings, store, settings,
+                                       session_secret=session_secret)
+    services.on_close(lambda: services.sessions.close_all("shutdown"))
     return services
 
 

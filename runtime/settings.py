@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     voice_id: str = "matthew"
     endpointing_sensitivity: Literal["HIGH", "MEDIUM", "LOW"] = "MEDIUM"
     max_sessions_per_process: int = Field(25, ge=1, le=1000)
+    # Nova Sonic closes a stream after 8 minutes: open the next one ahead of time and hand over at a turn
+    # boundary after `renew_after`, forcing the handover by `renew_deadline` even mid-reply.
+    speech_renew_after_seconds: float = Field(450.0, gt=0)
+    speech_renew_deadline_seconds: float = Field(470.0, gt=0)
+    speech_max_attempts: int = Field(4, ge=1, le=20, description="stream (re)opens per fault before giving up")
 
     # --- real-time events -----------------------------------------------------------------------
     appsync_endpoint: str | None = Field(None, description="AppSync Events HTTP endpoint (cloud mode)")
@@ -106,6 +111,8 @@ class Settings(BaseSettings):
     def _check_hours(self) -> Settings:
         if self.closing_time <= self.opening_time:
             raise ValueError("CLOSING_TIME must be after OPENING_TIME")
+        if self.speech_renew_deadline_seconds < self.speech_renew_after_seconds:
+            raise ValueError("SPEECH_RENEW_DEADLINE_SECONDS must not be before SPEECH_RENEW_AFTER_SECONDS")
         return self
 
     @property

@@ -1,0 +1,1 @@
+"""Wire-level emulators of cloud services the runtime talks to, for tests and benches (no AWS account)."""

@@ -1,0 +1,69 @@
+"""A whole booking conversation through the real Bedrock SDK client, against the wire-level emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from emulators.nova_sonic import CallTool, Say, Script, Turn
+from runtime.speech.ports import OUTPUT_RATE
+from tests.speech.conftest import speak
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_spoken_booking_is_stored_confirmed_and_read_back(harness, store) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    script = Script([
+        Turn("I'd like a table for four tomorrow at seven, the name is Ana Lopez",
+             CallTool("get_current_date_time", {}),
+             CallTool("create_restaurant_booking",
+                      {"name": "Ana Lopez", "date": tomorrow, "hour": "19:00", "num_guests": 4}),
+             Say("You're booked, Ana. Your booking id is {booking_id}.", audio_ms=600)),
+    ])
+    async with harness(script) as h:
+        session, out = await h.session()
+        await speak(session)
+        await out.wait_for(lambda: len(out.finals("ASSISTANT")) == 1)
+        await session.end("caller hung up")
+
+    # The booking exists, confirmed, tied to this conversation.
+    [booking] = await store.bookings.list_by_date(tomorrow)
+    assert (booking.name, booking.hour, booking.num_guests, booking.status) == ("Ana Lopez", "19:00", 4, "confirmed")
+    assert booking.session_id == session.session_id
+
+    # The model got a toolResult for exactly the toolUseIds it issued (the emulator rejects others).
+    stream = h.emulator.streams[0]
+    results = list(stream.tool_results.values())
+    assert len(results) == 2
+    assert stream.error is None
+    assert results[0]["date"] == datetime.now(UTC).date().isoformat()
+    assert results[1]["booking"]["booking_id"] == booking.booking_id
+    tool_blocks = [b["toolResultInputConfiguration"]["toolUseId"] for n, b in stream.events
+                   if n == "contentStart" and b.get("type") == "TOOL"]
+    assert tool_blocks == list(stream.tool_results)
+
+    # The assistant's audio reached the sink (600 ms at 24 kHz s16le) and the id was read back.
+    assert out.audio_bytes == 600 * OUTPUT_RATE // 1000 * 2
+    assert out.of_type("booking")[0]["booking"]["booking_id"] == booking.booking_id
+    assert out.of_type("latency")[0]["endOfSpeechToAudioMs"] >= 0
+
+    # The speculative preview reached the caller as a non-final transcript, but only finals are stored.
+    previews = [m for m in out.of_type("transcript") if not m["final"]]
+    assert [m["role"] for m in previews] == ["ASSISTANT"]
+    # Both finished turns are stored, in order, with the id spoken back.
+    turns = await store.conversations.list(session.session_id)
+    assert [(t.seq, t.role) for t in turns] == [(1, "USER"), (2, "ASSISTANT")]
+    assert turns[0].text.startswith("I'd like a table for four")
+    assert turns[1].text == f"You're booked, Ana. Your booking id is {booking.booking_id}."
+
+    # The session record closed with the usage the model reported.
+    record = await store.sessions.get(session.session_id)
+    assert record is not None
+    assert record.status == "ended"
+    assert record.engine == "nova-sonic"
+    assert record.usage["output_speech_tokens"] == 600 // 40
+    # The stream was closed in the documented order.
+    assert stream.names()[-3:] == ["contentEnd", "promptEnd", "sessionEnd"]
+    assert stream.input_closed
