@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level)
     os.environ["RUNTIME_JSON_LOGS"] = "1"
+    os.environ.setdefault("SPEECH_WARM_UP", "1")  # /readyz turns green once the engine's models are loaded
     if settings.session_secret is None:
         os.environ["SESSION_SECRET"] = secrets.token_urlsafe(32)
     if settings.staff_token is None:

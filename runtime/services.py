@@ -7,6 +7,7 @@ Tests pass ``Overrides`` to swap in a store, a speech model or a clock.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -43,21 +44,48 @@ class Services:
     speech_model: Any = None  # runtime.speech.model.SpeechModel
     sessions: Any = None  # runtime.speech.ports.SessionFactory
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _warm_up: asyncio.Task[None] | None = None
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register cleanup; closers run in reverse order of registration."""
         self._closers.append(closer)
 
+    def start_warm_up(self) -> None:
+        """Load the speech engine's models in the background (once); readiness waits for it.
+
+        Started by ``serve`` at start-up and by the first readiness probe otherwise, so a load balancer
+        only routes callers to a process whose first call will not pay the model load.
+        """
+        warm_up = getattr(self.speech_model, "warm_up", None)
+        if warm_up is None or self._warm_up is not None:
+            return
+        self._warm_up = asyncio.get_running_loop().create_task(warm_up(), name="speech-warm-up")
+        self._warm_up.add_done_callback(_log_warm_up_failure)
+
     async def ready(self) -> bool:
-        return await self.store.ready()
+        if not await self.store.ready():
+            return False
+        if getattr(self.speech_model, "ready", True):
+            return True
+        if self._warm_up is not None and self._warm_up.done() and self._warm_up.exception() is not None:
+            self._warm_up = None  # failed: let the next probe try again
+        self.start_warm_up()
+        return False
 
     async def close(self) -> None:
+        if self._warm_up is not None and not self._warm_up.done():
+            self._warm_up.cancel()
         for closer in reversed(self._closers):
             try:
                 await closer()
             except Exception:
                 log.exception("error during shutdown")
         self._closers.clear()
+
+
+def _log_warm_up_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("speech engine warm-up failed", exc_info=task.exception())
 
 
 def _secret(value: Any) -> str | None:
@@ -121,6 +149,8 @@ async def build_services(settings: Settings, overrides: Overrides | None = None)
     services.sessions = SessionManager(services.speech_model, services.bookings, store, settings,
                                        session_secret=session_secret)
     services.on_close(lambda: services.sessions.close_all("shutdown"))
+    if settings.speech_warm_up:
+        services.start_warm_up()
     return services
 
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     voice_id: str = "matthew"
     endpointing_sensitivity: Literal["HIGH", "MEDIUM", "LOW"] = "MEDIUM"
     max_sessions_per_process: int = Field(25, ge=1, le=1000)
+    speech_warm_up: bool = Field(False, description="load speech models at start-up (`serve` turns it on)")
     # Nova Sonic closes a stream after 8 minutes: open the next one ahead of time and hand over at a turn
     # boundary after `renew_after`, forcing the handover by `renew_deadline` even mid-reply.
     speech_renew_after_seconds: float = Field(450.0, gt=0)

@@ -32,7 +32,8 @@ def test_rest_bodies_are_capped_but_event_publishes_reach_the_gateway(tmp_path: 
         assert response.status_code == 200, response.text
         body = response.json()
         assert [entry["index"] for entry in body["successful"]] == [0]
-        assert body["failed"][0]["index"] == 1 and body["failed"][0]["code"] == "EventTooLargeException"
+        assert body["failed"][0]["index"] == 1
+        assert body["failed"][0]["code"] == "EventTooLargeException"
 
         response = client.post("/event", headers={"x-api-key": "k" * 24},
                                content=b'{"channel":"/restaurant-booking/x","events":["' + b"x" * 1_400_000 + b'"]}')

@@ -54,5 +54,6 @@ def test_cli_reports_bad_configuration_without_a_trace() -> None:
     result = subprocess.run([sys.executable, "-m", "runtime", "serve"], env={"STORE": "postgres", "PATH": ""},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "invalid configuration" in result.stderr and "store" in result.stderr.lower()
+    assert "invalid configuration" in result.stderr
+    assert "store" in result.stderr.lower()
     assert "Traceback" not in result.stderr

@@ -1,0 +1,1 @@
+"""The booking-domain language model: corpus generator and builder (artefacts cached, never hand-edited)."""
