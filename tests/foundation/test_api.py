@@ -247,7 +247,13 @@ async def test_conversation_access(client: httpx.AsyncClient, settings: Settings
 
 async def test_operational_endpoints(client: httpx.AsyncClient) -> None:
     await client.post("/api/bookings", json=body())
-    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    # Readiness also waits for the speech engine's models, which the first probe starts loading.
+    for _ in range(600):
+        if (ready := await client.get("/readyz")).status_code == 200:
+            break
+        assert ready.json() == {"status": "starting"}
+        await asyncio.sleep(0.2)
+    assert ready.json() == {"status": "ready"}
     metrics = (await client.get("/metrics")).text
     assert 'bookings_total{operation="create",outcome="created"}' in metrics
     spec = (await client.get("/openapi.json")).json()
