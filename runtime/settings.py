@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     webapp_dir: Path | None = Field(None, description="built web app to serve at /; default webapp/dist")
     data_dir: Path = Path("var")
     trust_proxy_headers: bool = Field(False, description="take the client address from X-Forwarded-For (ALB)")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="extra page origins allowed to open /ws/audio (same origin always is)")
 
     # --- credentials ---------------------------------------------------------------------------
     staff_token: SecretStr | None = Field(None, description="bearer token for staff endpoints")
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     turn_ttl_seconds: int = Field(3600, ge=60, le=86400)
     stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("turn_urls", "stun_urls", mode="before")
+    @field_validator("turn_urls", "stun_urls", "allowed_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -21,6 +21,7 @@ from runtime.errors import ApiError, Unavailable, error_body
 from runtime.media import metrics, patches
 from runtime.media.webrtc import CONNECT_TIMEOUT_SECONDS, BadOffer, WebRtcCall
 from runtime.media.ws_audio import CLOSE_TRY_AGAIN, WsCall, WsOutput
+from runtime.origin import check_origin
 from runtime.ratelimit import RateLimiter, client_key
 from runtime.services import services_of
 from runtime.speech.ports import SessionFactory
@@ -153,7 +154,9 @@ async def _answer_offer(request: Request) -> JSONResponse:
 async def ws_audio(websocket: WebSocket) -> None:
     """WebSocket audio transport (PCM s16le 16 kHz up, 24 kHz down, JSON text control frames)."""
     hub = media_hub(websocket.app)
+    settings = websocket.app.state.settings
     try:
+        check_origin(websocket, settings.allowed_origins, trust_proxy_headers=settings.trust_proxy_headers)
         if not hub.limiter.allow(client_key(websocket)):
             raise ApiError("too many calls from this address; slow down and retry shortly",
                            status=429, code="rate_limited")
