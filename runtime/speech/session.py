@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from runtime import metrics
 from runtime.auth import mint_session_token
 from runtime.errors import Unavailable, ValidationFailed
@@ -81,6 +83,17 @@ class SessionConfig:
     @property
     def frame_seconds(self) -> float:
         return self.frame_bytes / 2 / INPUT_RATE
+
+
+# Caller audio louder than this (RMS of 16-bit samples, about -36 dBFS) counts as speech when dating the
+# end of the guest's turn; a quiet room or line noise stays well below it.
+_VOICED_RMS = 520.0
+_END_OF_SPEECH_LOOKBACK = 5.0  # seconds: older voiced audio belongs to an earlier turn
+
+
+def _is_voiced(frame: bytes) -> bool:
+    samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+    return bool(samples.size) and float(np.sqrt(np.mean(samples * samples))) > _VOICED_RMS
 
 
 def _utc_now() -> str:
@@ -161,6 +174,7 @@ class SpeechSession:
         self._status: str | None = None
         self._barge_key: str | None = None
         self._speech_ended_at: float | None = None
+        self._last_voiced_at: float | None = None  # when caller audio last carried speech energy
         self._reply_pending = False
         self._last_model_event = time.monotonic()
         # audio
@@ -232,6 +246,8 @@ class SpeechSession:
         while len(self._inbuf) >= size:
             frame = bytes(self._inbuf[:size])
             del self._inbuf[:size]
+            if _is_voiced(frame):
+                self._last_voiced_at = time.monotonic()
             self._frames.append(frame)
             self._replay.append(frame)
         self._frame_ready.set()
@@ -627,8 +643,12 @@ class SpeechSession:
             await self._set_status("listening")
         if role == "USER":
             # End of the guest's speech: the clock for response latency starts, and the audio that
-            # produced this transcript no longer needs replaying on a new stream.
-            self._speech_ended_at = time.monotonic()
+            # produced this transcript no longer needs replaying on a new stream. The model reports the
+            # turn only after its own endpointing, so the clock starts at the last voiced caller frame
+            # when there is one, which is when the guest actually stopped talking.
+            now = time.monotonic()
+            voiced = self._last_voiced_at
+            self._speech_ended_at = voiced if voiced is not None and now - voiced < _END_OF_SPEECH_LOOKBACK else now
             self._reply_pending = True
             self._replay.clear()
             await self._set_status("thinking")

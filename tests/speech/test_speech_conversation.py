@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -67,3 +68,23 @@ async def test_spoken_booking_is_stored_confirmed_and_read_back(harness, store) 
     # The stream was closed in the documented order.
     assert stream.names()[-3:] == ["contentEnd", "promptEnd", "sessionEnd"]
     assert stream.input_closed
+
+
+async def test_response_latency_counts_from_when_the_guest_stopped_talking(harness) -> None:
+    """The model reports a turn only after its own endpointing; the guest waits from their last word."""
+    quiet_frames = 20  # the emulator ends the turn after this many quiet frames (slow endpointing)
+    script = Script([Turn("a table for two", Say("Certainly.", audio_ms=200))])
+    async with harness(script, end_silence_frames=quiet_frames) as h:
+        session, out = await h.session()
+        await speak(session)
+        stopped_talking = time.monotonic()
+        await out.wait_for(lambda: bool(out.of_type("latency")))
+        seen = time.monotonic()
+        await session.end("caller hung up")
+
+    latency_ms = out.of_type("latency")[0]["endOfSpeechToAudioMs"]
+    frame_ms = 1000 * session._config.frame_seconds
+    # At least the endpointing wait the emulator imposed (frames are paced in real time), and never more
+    # than the wall time since the guest's last word.
+    assert latency_ms >= 0.9 * quiet_frames * frame_ms
+    assert latency_ms <= (seen - stopped_talking) * 1000 + 50
