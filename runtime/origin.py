@@ -2,8 +2,8 @@
 
 Browsers attach ``Origin`` to every WebSocket handshake but never preflight it, so without this check any
 web page a guest visits could open voice sessions from their browser (cross-site WebSocket hijacking).
-``POST /api/webrtc/offer`` needs no such check: its JSON body forces a CORS preflight the runtime never
-approves. Clients that are not browsers send no ``Origin`` and are allowed.
+``POST /api/webrtc/offer`` needs no such check: it accepts only ``application/json``, which forces a CORS
+preflight the runtime never approves. Clients that are not browsers send no ``Origin`` and are allowed.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ client address; every body error becomes a 4xx JSON error with per-field ``detai
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from runtime.api.json_body import read_json
 from runtime.api.security import principal_of, require_staff
 from runtime.errors import ApiError
 from runtime.ratelimit import RateLimiter
@@ -22,27 +22,6 @@ from runtime.services import services_of
 # Per client address: a burst a busy front desk or a party of retries never hits, a steady 2/s after.
 RATE_PER_SECOND = 2.0
 RATE_BURST = 60
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";")[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
-async def read_json(request: Request, *, required: bool) -> Any:
-    """The request's JSON body: 415 for another media type, 400 for malformed JSON, None when absent."""
-    body = await request.body()
-    if not body.strip():
-        if required:
-            raise ApiError("The request needs a JSON body.", code="invalid_json", status=400)
-        return None
-    if not _is_json(request.headers.get("content-type", "")):
-        raise ApiError("Send the body as JSON with 'Content-Type: application/json'.",
-                       code="unsupported_media_type", status=415)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(f"The body is not valid JSON: {exc}", code="invalid_json", status=400) from None
 
 
 def _booking_response(booking: Any, status: int) -> JSONResponse:

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from runtime.api.json_body import require_json_media_type
 from runtime.errors import ApiError, Unavailable, error_body
 from runtime.media import metrics, patches
 from runtime.media.webrtc import CONNECT_TIMEOUT_SECONDS, BadOffer, WebRtcCall
@@ -112,6 +113,7 @@ async def webrtc_offer(request: Request) -> JSONResponse:
       200: {description: '{"sdp","type":"answer","sessionId","sessionToken"}'}
       400: {description: malformed body or SDP}
       413: {description: SDP too large}
+      415: {description: not sent as application/json}
       429: {description: too many offers from this address}
       503: {description: this process is at its session limit}
     """
@@ -125,6 +127,7 @@ async def webrtc_offer(request: Request) -> JSONResponse:
 async def _answer_offer(request: Request) -> JSONResponse:
     hub = media_hub(request.app)
     hub.limiter.check(request, "call offers")
+    require_json_media_type(request)
     try:
         body = json.loads(await request.body())
     except ValueError as exc:

@@ -76,6 +76,10 @@ async def test_bad_offers_get_clear_4xx_errors(echo_server: RunningServer, echo_
         assert_error(await offer(client, {"sdp": big, "type": "offer"}), 413, "payload_too_large")
         error = assert_error(await offer(client, {"sdp": "v=0\r\n", "type": "offer", "voice": "nobody"}), 422)
         assert "heart" in error["message"]
+        # A cross-site form can POST text/plain without a CORS preflight: such offers are refused.
+        as_form = json.dumps({"sdp": "v=0\r\n", "type": "offer"})
+        response = await client.post("/api/webrtc/offer", content=as_form, headers={"content-type": "text/plain"})
+        assert_error(response, 415, "unsupported_media_type")
     assert not echo_factory.active, "no session was created for a bad offer"
     assert not echo_factory.ended
     await healthy(echo_server)
