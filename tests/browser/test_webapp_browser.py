@@ -58,6 +58,24 @@ def _wait_for_booking(page: Any) -> str:
     return booking_id
 
 
+def _cancel_from_staff_page(staff: Any, booking_id: str, reason: str) -> None:
+    summary_before = staff.locator(".summary").inner_text()
+    assert "1 booking, 4 guests confirmed" in summary_before, summary_before
+    staff.get_by_role("button", name=f"Cancel booking {booking_id}").click()
+    confirm = staff.get_by_test_id("cancel-confirm")
+    confirm.get_by_label("Reason (optional)").fill(reason)
+    confirm.get_by_role("button", name="Cancel booking", exact=True).click()
+    row = staff.locator(f'tr[data-booking-id="{booking_id}"][data-status="cancelled"]')
+    row.wait_for(timeout=10_000)
+    text = row.inner_text()
+    assert "Cancelled" in text, text
+    assert f"Reason: {reason}" in text, text
+    assert row.get_by_role("button", name=re.compile("Cancel")).count() == 0
+    assert confirm.count() == 0
+    summary_after = staff.locator(".summary").inner_text()
+    assert "0 bookings, 0 guests confirmed · 1 cancelled" in summary_after, summary_after
+
+
 def test_guest_books_by_voice_and_staff_sees_it_live(
     stack: Runtime, launch_chromium: Any, dialogue_wavs: dict[str, Path], artifacts_dir: Path
 ) -> None:
@@ -104,6 +122,10 @@ def test_guest_books_by_voice_and_staff_sees_it_live(
 
     guest.get_by_role("button", name="Hang up").click()
     guest.locator('[data-testid="connection"][data-phase="ended"]').wait_for(timeout=5_000)
+
+    # Staff cancels the booking from the row: inline confirmation with a reason, DELETE, row updated.
+    _cancel_from_staff_page(staff, booking_id, "Guest called to cancel")
+    staff.screenshot(path=str(artifacts_dir / "webapp-staff-cancelled-desktop.png"), full_page=True)
 
     # Phone-sized screens: same pages, narrow viewport.
     guest.set_viewport_size({"width": 390, "height": 844})

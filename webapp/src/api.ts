@@ -13,10 +13,16 @@ export class ApiFailure extends Error {
   }
 }
 
-async function request(path: string, token: string): Promise<unknown> {
+async function request(path: string, token: string, init: { method?: string; json?: unknown } = {}): Promise<unknown> {
+  const headers: Record<string, string> = { Accept: "application/json", Authorization: `Bearer ${token}` };
+  if (init.json !== undefined) headers["Content-Type"] = "application/json";
   let response: Response;
   try {
-    response = await fetch(path, { headers: { Accept: "application/json", Authorization: `Bearer ${token}` } });
+    response = await fetch(path, {
+      method: init.method ?? "GET",
+      headers,
+      body: init.json === undefined ? undefined : JSON.stringify(init.json),
+    });
   } catch {
     throw new ApiFailure(0, "network", "The server could not be reached. Check the connection and try again.");
   }
@@ -45,4 +51,20 @@ export async function fetchBookings(date: string, token: string): Promise<Bookin
 
 export async function fetchConversation(sessionId: string, token: string): Promise<Turn[]> {
   return listIn(await request(`/api/conversations/${encodeURIComponent(sessionId)}`, token), "turns").filter(isTurn);
+}
+
+/**
+ * Cancel a booking (idempotent on the server, so retrying after a lost answer is safe) and return the
+ * booking as stored afterwards. A blank reason sends no body at all.
+ */
+export async function cancelBooking(bookingId: string, token: string, reason?: string): Promise<Booking> {
+  const trimmed = reason?.trim();
+  const body = await request(`/api/bookings/${encodeURIComponent(bookingId)}`, token, {
+    method: "DELETE",
+    json: trimmed ? { reason: trimmed } : undefined,
+  });
+  if (!isBooking(body)) {
+    throw new ApiFailure(502, "bad_response", "The server's answer was not a booking. Reload the page to see the current state.");
+  }
+  return body;
 }

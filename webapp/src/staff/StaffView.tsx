@@ -1,13 +1,14 @@
 // The staff page: sign in with the staff token (kept in sessionStorage, so it is gone when the tab
 // closes), the chosen day's bookings and the conversations, both kept live by the events channels.
 
-import { type FormEvent, useCallback, useEffect, useReducer, useState } from "react";
+import { type FormEvent, Fragment, useCallback, useEffect, useReducer, useRef, useState } from "react";
 
-import { ApiFailure, fetchBookings, fetchConversation } from "../api";
+import { ApiFailure, cancelBooking, fetchBookings, fetchConversation } from "../api";
 import type { AppConfig } from "../config";
 import type { EventsState } from "../events/client";
 import { useEvents } from "../events/useEvents";
-import { conversationList, initialStaff, staffReducer } from "./state";
+import type { Booking } from "../protocol";
+import { type CancelState, bookingSummary, cancelProblem, conversationList, initialStaff, staffReducer } from "./state";
 
 const TOKEN_KEY = "concierge.staffToken";
 const CHANNELS = ["/restaurant-booking/*", "/conversations/*"];
@@ -29,6 +30,12 @@ function readToken(): string | null {
     return null;
   }
 }
+
+const COLUMNS = 7;
+const REASON_MAX = 500; // the API's limit (runtime/api/bookings.py)
+
+const rowId = (bookingId: string) => `booking-${bookingId}`;
+const confirmId = (bookingId: string) => `cancel-${bookingId}`;
 
 const LIVE_TEXT: Record<EventsState, string> = {
   idle: "Live updates off",
@@ -172,8 +179,42 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
     [token],
   );
 
+  // --- cancelling a booking: inline confirmation, DELETE, row updated from the response ---
+  const [reason, setReason] = useState("");
+  const [announcement, setAnnouncement] = useState("");
+  const [focusRow, setFocusRow] = useState<string | null>(null);
+  const cancelButtons = useRef(new Map<string, HTMLButtonElement>());
+
+  useEffect(() => {
+    if (focusRow === null) return;
+    document.getElementById(rowId(focusRow))?.focus();
+    setFocusRow(null);
+  }, [focusRow, state.bookings]);
+
+  const openCancel = (bookingId: string) => {
+    setReason("");
+    setAnnouncement("");
+    dispatch({ type: "cancelOpen", bookingId });
+  };
+  const closeCancel = (bookingId: string) => {
+    dispatch({ type: "cancelClose" });
+    cancelButtons.current.get(bookingId)?.focus();
+  };
+  const confirmCancel = async (booking: Booking) => {
+    const id = booking.booking_id;
+    dispatch({ type: "cancelSending", bookingId: id });
+    try {
+      const updated = await cancelBooking(id, token, reason);
+      dispatch({ type: "cancelDone", booking: updated });
+      setAnnouncement(`Booking ${id} for ${booking.name} is cancelled.`);
+      setFocusRow(id); // its Cancel button is gone: keep the keyboard on the row
+    } catch (error) {
+      dispatch({ type: "cancelFailed", bookingId: id, problem: cancelProblem(error) });
+    }
+  };
+
   const conversations = conversationList(state);
-  const confirmedGuests = state.bookings.filter((b) => b.status === "confirmed").reduce((n, b) => n + b.num_guests, 0);
+  const summary = bookingSummary(state.bookings);
 
   return (
     <main className="staff" aria-labelledby="staff-title">
@@ -206,7 +247,10 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
             />
           </label>
           <p className="muted summary">
-            {loading ? "Loading…" : `${plural(state.bookings.length, "booking")}, ${plural(confirmedGuests, "guest")} confirmed`}
+            {loading
+              ? "Loading…"
+              : `${plural(summary.bookings, "booking")}, ${plural(summary.guests, "guest")} confirmed` +
+                (summary.cancelled ? ` · ${summary.cancelled} cancelled` : "")}
           </p>
         </div>
         {problem ? (
@@ -214,6 +258,9 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
             {problem}
           </p>
         ) : null}
+        <p className="visually-hidden" role="status" data-testid="staff-announcement">
+          {announcement}
+        </p>
         <div className="table-wrap">
           <table data-testid="bookings-table">
             <caption className="visually-hidden">Bookings on {state.date}</caption>
@@ -225,42 +272,86 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
                 <th scope="col">Status</th>
                 <th scope="col">Booking id</th>
                 <th scope="col">Conversation</th>
+                <th scope="col">Action</th>
               </tr>
             </thead>
             <tbody>
               {state.bookings.length === 0 ? (
                 <tr>
-                  <td colSpan={6} className="muted empty">
+                  <td colSpan={COLUMNS} className="muted empty">
                     No bookings for this day yet. New ones appear here as they are made.
                   </td>
                 </tr>
               ) : null}
-              {state.bookings.map((b) => (
-                <tr
-                  key={b.booking_id}
-                  className={`${state.fresh.includes(b.booking_id) ? "is-fresh" : ""} ${b.status === "cancelled" ? "is-cancelled" : ""}`}
-                  data-booking-id={b.booking_id}
-                >
-                  <td data-label="Time">{b.hour}</td>
-                  <td data-label="Name">{b.name}</td>
-                  <td data-label="Guests">{b.num_guests}</td>
-                  <td data-label="Status">
-                    <span className={`badge badge-${b.status}`}>{b.status === "confirmed" ? "Confirmed" : "Cancelled"}</span>
-                  </td>
-                  <td data-label="Booking id">
-                    <code>{b.booking_id}</code>
-                  </td>
-                  <td data-label="Conversation">
-                    {b.session_id ? (
-                      <button type="button" className="button quiet small" onClick={() => void showConversation(b.session_id as string)}>
-                        Show
-                      </button>
-                    ) : (
-                      <span className="muted">—</span>
-                    )}
-                  </td>
-                </tr>
-              ))}
+              {state.bookings.map((b) => {
+                const confirming = b.status === "confirmed" && state.cancel?.bookingId === b.booking_id ? state.cancel : null;
+                return (
+                  <Fragment key={b.booking_id}>
+                    <tr
+                      id={rowId(b.booking_id)}
+                      tabIndex={-1}
+                      className={`${state.fresh.includes(b.booking_id) ? "is-fresh" : ""} ${b.status === "cancelled" ? "is-cancelled" : ""}`}
+                      data-booking-id={b.booking_id}
+                      data-status={b.status}
+                    >
+                      <td data-label="Time">{b.hour}</td>
+                      <td data-label="Name">{b.name}</td>
+                      <td data-label="Guests">{b.num_guests}</td>
+                      <td data-label="Status">
+                        <span className={`badge badge-${b.status}`}>{b.status === "confirmed" ? "Confirmed" : "Cancelled"}</span>
+                        {b.status === "cancelled" && b.cancellation_reason ? (
+                          <span className="reason" data-testid="cancellation-reason">
+                            Reason: {b.cancellation_reason}
+                          </span>
+                        ) : null}
+                      </td>
+                      <td data-label="Booking id">
+                        <code>{b.booking_id}</code>
+                      </td>
+                      <td data-label="Conversation">
+                        {b.session_id ? (
+                          <button type="button" className="button quiet small" onClick={() => void showConversation(b.session_id as string)}>
+                            Show
+                          </button>
+                        ) : (
+                          <span className="muted">—</span>
+                        )}
+                      </td>
+                      <td data-label="Action">
+                        {b.status === "confirmed" ? (
+                          <button
+                            type="button"
+                            className="button quiet small cancel-booking"
+                            ref={(el) => {
+                              if (el) cancelButtons.current.set(b.booking_id, el);
+                              else cancelButtons.current.delete(b.booking_id);
+                            }}
+                            aria-expanded={confirming !== null}
+                            aria-controls={confirming ? confirmId(b.booking_id) : undefined}
+                            disabled={state.cancel?.phase === "sending"}
+                            onClick={() => (confirming ? closeCancel(b.booking_id) : openCancel(b.booking_id))}
+                          >
+                            Cancel<span className="visually-hidden"> booking {b.booking_id}</span>
+                          </button>
+                        ) : (
+                          <span className="muted">—</span>
+                        )}
+                      </td>
+                    </tr>
+                    {confirming ? (
+                      <CancelConfirm
+                        booking={b}
+                        cancel={confirming}
+                        reason={reason}
+                        onReason={setReason}
+                        onConfirm={() => void confirmCancel(b)}
+                        onKeep={() => closeCancel(b.booking_id)}
+                        onSignIn={onSignOut}
+                      />
+                    ) : null}
+                  </Fragment>
+                );
+              })}
             </tbody>
           </table>
         </div>
@@ -294,5 +385,90 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
         </ul>
       </section>
     </main>
+  );
+}
+
+/**
+ * The inline "cancel this booking?" step under its row: an optional reason, then Cancel booking or
+ * Keep booking (Escape keeps it too). An in-page form rather than window.confirm, so it can carry the
+ * reason, stay readable by screen readers and show what went wrong next to the booking.
+ */
+function CancelConfirm({
+  booking,
+  cancel,
+  reason,
+  onReason,
+  onConfirm,
+  onKeep,
+  onSignIn,
+}: {
+  booking: Booking;
+  cancel: CancelState;
+  reason: string;
+  onReason: (value: string) => void;
+  onConfirm: () => void;
+  onKeep: () => void;
+  onSignIn: () => void;
+}) {
+  const id = booking.booking_id;
+  const sending = cancel.phase === "sending";
+  const problem = cancel.problem;
+  return (
+    <tr className="confirm-row" id={confirmId(id)} data-testid="cancel-confirm">
+      <td colSpan={COLUMNS} className="confirm-cell">
+        <form
+          className="cancel-confirm"
+          aria-labelledby={`${confirmId(id)}-title`}
+          aria-busy={sending}
+          noValidate
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (!sending) onConfirm();
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Escape" && !sending) {
+              e.preventDefault();
+              onKeep();
+            }
+          }}
+        >
+          <p id={`${confirmId(id)}-title`} className="confirm-title">
+            Cancel booking <code>{id}</code> for {booking.name}, {booking.hour}, {booking.num_guests}{" "}
+            {booking.num_guests === 1 ? "guest" : "guests"}? Their seats become free again.
+          </p>
+          <label className="field">
+            <span>Reason (optional)</span>
+            <input
+              type="text"
+              value={reason}
+              maxLength={REASON_MAX}
+              onChange={(e) => onReason(e.target.value)}
+              disabled={sending}
+              autoFocus
+              aria-describedby={problem ? `${confirmId(id)}-problem` : undefined}
+            />
+          </label>
+          {problem ? (
+            <p id={`${confirmId(id)}-problem`} className="problem" role="alert">
+              {problem.message}
+            </p>
+          ) : null}
+          <div className="confirm-actions">
+            {problem?.signIn ? (
+              <button type="button" className="button primary" onClick={onSignIn}>
+                Sign in again
+              </button>
+            ) : problem && !problem.retry ? null : (
+              <button type="submit" className="button danger" disabled={sending}>
+                {sending ? "Cancelling…" : problem ? "Try again" : "Cancel booking"}
+              </button>
+            )}
+            <button type="button" className="button quiet" onClick={onKeep} disabled={sending}>
+              {problem && !problem.retry && !problem.signIn ? "Close" : "Keep booking"}
+            </button>
+          </div>
+        </form>
+      </td>
+    </tr>
   );
 }
