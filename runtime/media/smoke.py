@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import httpx
 import numpy as np
 from websockets.asyncio.client import connect
 
+from runtime.events.gateway import encode_header_map
 from runtime.media.audio import resample_pcm
 from runtime.media.probe import CallProbe
 
@@ -118,9 +118,8 @@ async def booking_and_event(http: httpx.AsyncClient, config: dict[str, Any], sta
     subscription = None
     if staff_token:
         auth = {"Authorization": f"Bearer {staff_token}", "host": httpx.URL(events["http"]).host}
-        header = base64.urlsafe_b64encode(json.dumps(auth).encode()).rstrip(b"=").decode()
         subscription = await connect(events["realtime"], subprotocols=["aws-appsync-event-ws",  # type: ignore[list-item]
-                                                                       f"header-{header}"], open_timeout=15)
+                                                                       encode_header_map(auth)], open_timeout=15)
         await subscription.send(json.dumps({"type": "connection_init"}))
         sub_id = uuid.uuid4().hex
         await subscription.send(json.dumps({"type": "subscribe", "id": sub_id, "channel": "/restaurant-booking/*",
