@@ -16,6 +16,7 @@ import tempfile
 
 import uvicorn
 
+from runtime import task_protection
 from runtime.log import configure_logging
 from runtime.settings import load_settings
 
@@ -41,6 +42,9 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="concierge-metrics-")
     for key, value in overrides.items():
         os.environ[key.upper()] = str(value)  # workers re-read settings from the environment
+    # In this (parent) process: the one writer of the task's protection, reading every worker's calls.
+    task_protection.start(settings.ecs_agent_uri, expires_minutes=settings.task_protection_minutes,
+                          poll_seconds=settings.task_protection_poll_seconds)
     uvicorn.run(
         "runtime.app:create_app",
         factory=True,
@@ -52,6 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=settings.trust_proxy_headers,
         forwarded_allow_ips="*" if settings.trust_proxy_headers else None,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        # Above the ALB idle timeout: the ALB must be the side that closes an idle connection.
+        timeout_keep_alive=settings.keep_alive_seconds,
         ws_max_size=1_400_000,  # room for an AppSync socket publish (5 x 240 KB); /ws/audio caps its own frames
     )
     return 0

@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest accepted HTTP request body")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
+    keep_alive_seconds: int = Field(
+        3615, ge=1, le=7200,
+        description="idle HTTP keep-alive; must exceed the load balancer's idle timeout (the ALB's is 3600 s) "
+                    "so the load balancer, never the runtime, closes idle connections (else sporadic 502s)")
+    ecs_agent_uri: str | None = Field(
+        None, description="injected by ECS into tasks; turns on task scale-in protection while calls are in progress")
+    task_protection_minutes: int = Field(
+        60, ge=1, le=2880, description="how long one ECS task-protection update lasts (renewed at half of it)")
+    task_protection_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often the calls-in-progress count is checked for task protection")
     webapp_dir: Path | None = Field(None, description="built web app to serve at /; default webapp/dist")
     data_dir: Path = Path("var")
     trust_proxy_headers: bool = Field(False, description="take the client address from X-Forwarded-For (ALB)")
@@ -79,6 +89,18 @@ class Settings(BaseSettings):
     speech_renew_after_seconds: float = Field(450.0, gt=0)
     speech_renew_deadline_seconds: float = Field(470.0, gt=0)
     speech_max_attempts: int = Field(4, ge=1, le=20, description="stream (re)opens per fault before giving up")
+    # Every wait on the model is bounded (docs/credentials-and-deadlines.md): with the defaults a guest whose
+    # call cannot be connected, or whose stream dies and cannot be reopened, is told within 13 s.
+    speech_give_up_seconds: float = Field(
+        12.0, gt=0, le=60, description="longest the session keeps trying to (re)connect a stream before the "
+        "guest gets the error message, counted from the call's start or the failure")
+    speech_connect_timeout_seconds: float = Field(
+        4.0, gt=0, le=60, description="TCP+TLS connect to Bedrock, and the SDK handing back a new stream")
+    speech_response_timeout_seconds: float = Field(
+        6.0, gt=0, le=60, description="wait for Bedrock's response headers on a new stream (proves endpoint, "
+        "TLS and signature)")
+    aws_credentials_timeout_seconds: float = Field(
+        4.0, gt=0, le=60, description="one credential resolution or refresh (container endpoint, IMDS, SSO...)")
 
     # --- real-time events -----------------------------------------------------------------------
     appsync_endpoint: str | None = Field(None, description="AppSync Events HTTP endpoint (cloud mode)")

@@ -7,6 +7,7 @@ as a half-created stack, so every value is checked here and the components recei
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,30 @@ import pulumi
 
 Compute = Literal["ecs", "ec2"]
 COMPUTE_CHOICES: tuple[str, ...] = ("ecs", "ec2")
+
+# The ALB closes a connection idle this long; the runtime's HTTP keep-alive is set above it (KEEP_ALIVE_SECONDS)
+# so the ALB, never the runtime, closes an idle connection (a runtime-side close races the ALB's next request
+# on that connection: a 502). https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html
+ALB_IDLE_TIMEOUT_S = 3600
+KEEP_ALIVE_MARGIN_S = 15
+# Physical-name prefix: it starts ECR repository names (lower case, separators only between alphanumerics,
+# https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html) and ALB/target group
+# names (32 characters, no leading/trailing "-"), so 20 lower-case characters without a trailing separator.
+NAME_PREFIX_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+NAME_PREFIX_MAX = 20
+# Fargate's CPU units -> allowed memory (MiB), Linux platform version 1.4:
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8}(?:[0-9a-f]{9})?")
+DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 class ConfigError(ValueError):
@@ -42,21 +67,32 @@ class StackConfig:
     turn_cpu: int
     turn_memory: int
     turn_image: str
+    turn_image_uri: str | None
     image_uri: str | None
+    ami_id: str | None
     bedrock_region: str
     nova_sonic_model_id: str
     log_retention_days: int
     restaurant_timezone: str
     alarm_email: str | None
     deletion_protection: bool
+    protect: bool
+    name_prefix: str
+    alb_idle_timeout: int
+    drain_minutes: int
     turn_secret: pulumi.Output[str]
     staff_token: pulumi.Output[str]
     session_secret: pulumi.Output[str]
 
     @property
     def prefix(self) -> str:
-        """Short physical-name prefix; ALB/target-group names allow only 32 characters."""
-        return f"concierge-{self.stack}"[:20]
+        """Short physical-name prefix (validated in :func:`load`); ALB/target-group names allow only 32 characters."""
+        return self.name_prefix
+
+    @property
+    def keep_alive_seconds(self) -> int:
+        """The runtime's HTTP keep-alive: always above the ALB idle timeout (see ALB_IDLE_TIMEOUT_S)."""
+        return self.alb_idle_timeout + KEEP_ALIVE_MARGIN_S
 
 
 def _positive(cfg: pulumi.Config, key: str, default: int, *, minimum: int = 1) -> int:
@@ -65,6 +101,30 @@ def _positive(cfg: pulumi.Config, key: str, default: int, *, minimum: int = 1) -
     if value < minimum:
         raise ConfigError(f"config {key} must be >= {minimum}, got {value}")
     return value
+
+
+def check_name_prefix(prefix: str) -> str:
+    if len(prefix) > NAME_PREFIX_MAX or not NAME_PREFIX_RE.fullmatch(prefix):
+        raise ConfigError(
+            f"config namePrefix {prefix!r} must be at most {NAME_PREFIX_MAX} characters of lower-case letters, "
+            "digits and single '-' between them, starting with a letter (ECR and load balancer naming rules)")
+    return prefix
+
+
+def default_name_prefix(stack: str) -> str:
+    """``concierge-<stack>`` made valid: lower case, other characters -> '-', cut to 20, no trailing '-'."""
+    raw = re.sub(r"[^a-z0-9]+", "-", f"concierge-{stack}".lower())[:NAME_PREFIX_MAX]
+    return raw.strip("-")
+
+
+def check_fargate_size(cpu_key: str, cpu: int, memory_key: str, memory: int) -> None:
+    allowed = FARGATE_SIZES.get(cpu)
+    if allowed is None:
+        raise ConfigError(f"config {cpu_key} must be one of the Fargate CPU sizes "
+                          f"{', '.join(map(str, FARGATE_SIZES))}, got {cpu}")
+    if memory not in allowed:
+        raise ConfigError(f"config {memory_key}={memory} is not a Fargate memory size for {cpu_key}={cpu}; "
+                          f"allowed: {allowed[0]}..{allowed[-1]} in steps of {allowed[1] - allowed[0]} MiB")
 
 
 def load(project: str | None = None, stack: str | None = None) -> StackConfig:
@@ -97,9 +157,32 @@ def load(project: str | None = None, stack: str | None = None) -> StackConfig:
         raise ConfigError(f"config cpuTargetPercent must be within 10..90, got {cpu_target}")
     retention = _positive(cfg, "logRetentionDays", 30)
     image_uri = (cfg.get("imageUri") or "").strip() or None
+    stack_name = stack or pulumi.get_stack()
+    name_prefix = check_name_prefix((cfg.get("namePrefix") or "").strip() or default_name_prefix(stack_name))
+    task_cpu = _positive(cfg, "taskCpu", 1024, minimum=256)
+    task_memory = _positive(cfg, "taskMemory", 2048, minimum=512)
+    turn_cpu = _positive(cfg, "turnCpu", 512, minimum=256)
+    turn_memory = _positive(cfg, "turnMemory", 1024, minimum=512)
+    if compute == "ecs":
+        check_fargate_size("taskCpu", task_cpu, "taskMemory", task_memory)
+        check_fargate_size("turnCpu", turn_cpu, "turnMemory", turn_memory)
+    ami_id = (cfg.get("amiId") or "").strip() or None
+    if ami_id is not None and not AMI_ID_RE.fullmatch(ami_id):
+        raise ConfigError(f"config amiId must look like ami-0123456789abcdef0, got {ami_id!r}")
+    turn_image_uri = (cfg.get("turnImageUri") or "").strip() or None
+    if turn_image_uri is not None and not DIGEST_RE.search(turn_image_uri):
+        raise ConfigError(f"config turnImageUri must be pinned by digest (...@sha256:<64 hex>), got {turn_image_uri!r}")
+    idle = _positive(cfg, "albIdleTimeoutSeconds", ALB_IDLE_TIMEOUT_S)
+    if not 60 <= idle <= 4000:  # the ALB's own range is 1..4000; below 60 s idle WebSockets would drop
+        raise ConfigError(f"config albIdleTimeoutSeconds must be within 60..4000, got {idle}")
+    drain = _positive(cfg, "drainMinutes", 60)
+    if drain > 120:  # bounded: a scale-in should not wait on a stuck call for longer than two hours
+        raise ConfigError(f"config drainMinutes must be within 1..120, got {drain}")
+    deletion_protection = cfg.get_bool("deletionProtection") or False
+    protect = cfg.get_bool("protect")
     return StackConfig(
         project=project or pulumi.get_project(),
-        stack=stack or pulumi.get_stack(),
+        stack=stack_name,
         compute=compute,  # type: ignore[arg-type]  # checked against COMPUTE_CHOICES above
         domain_name=domain,
         hosted_zone_name=zone,
@@ -109,20 +192,26 @@ def load(project: str | None = None, stack: str | None = None) -> StackConfig:
         max_capacity=max_cap,
         desired_capacity=desired,
         cpu_target_percent=float(cpu_target),
-        task_cpu=_positive(cfg, "taskCpu", 1024, minimum=256),
-        task_memory=_positive(cfg, "taskMemory", 2048, minimum=512),
+        task_cpu=task_cpu,
+        task_memory=task_memory,
         instance_type=cfg.get("instanceType") or "c7i.large",
         turn_count=_positive(cfg, "turnCount", 1),
-        turn_cpu=_positive(cfg, "turnCpu", 512, minimum=256),
-        turn_memory=_positive(cfg, "turnMemory", 1024, minimum=512),
+        turn_cpu=turn_cpu,
+        turn_memory=turn_memory,
         turn_image=cfg.get("turnImage") or "coturn/coturn:4.6.3",
+        turn_image_uri=turn_image_uri,
         image_uri=image_uri,
+        ami_id=ami_id,
         bedrock_region=cfg.get("bedrockRegion") or "us-east-1",
         nova_sonic_model_id=cfg.get("novaSonicModelId") or "amazon.nova-2-sonic-v1:0",
         log_retention_days=retention,
         restaurant_timezone=cfg.get("restaurantTimezone") or "UTC",
         alarm_email=(cfg.get("alarmEmail") or "").strip() or None,
-        deletion_protection=cfg.get_bool("deletionProtection") or False,
+        deletion_protection=deletion_protection,
+        protect=deletion_protection if protect is None else protect,
+        name_prefix=name_prefix,
+        alb_idle_timeout=idle,
+        drain_minutes=drain,
         turn_secret=cfg.require_secret("turnSecret"),
         staff_token=cfg.require_secret("staffToken"),
         session_secret=cfg.require_secret("sessionSecret"),

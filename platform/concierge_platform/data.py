@@ -40,6 +40,7 @@ TABLES: dict[str, str] = {  # logical key -> the runtime's environment variable 
 class DataArgs:
     name: str
     deletion_protection: bool
+    protect: bool = False
 
 
 def _key(schema: list[dict[str, str]], kind: str) -> str | None:
@@ -68,7 +69,6 @@ class Data(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DataArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("concierge:platform:Data", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         schema = store_schema()
         self.tables: dict[str, aws.dynamodb.Table] = {}
         for key in TABLES:
@@ -84,7 +84,9 @@ class Data(pulumi.ComponentResource):
                 ttl={"attribute_name": schema.TTL_ATTR, "enabled": True},
                 deletion_protection_enabled=args.deletion_protection,
                 tags={"Name": f"{args.name}-{key}"},
-                opts=child,
+                # Fixed names (operators and the runtime's own schema know them), so a replacement must delete
+                # first - and `protect` (config, on in prod) makes Pulumi refuse to delete or replace at all.
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect, delete_before_replace=True),
             )
         self.register_outputs({k: t.name for k, t in self.tables.items()})
 

@@ -12,10 +12,12 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from .security import APP_PORT, TURN_PORT, TURN_TLS_PORT
+from .config import ALB_IDLE_TIMEOUT_S
+from .logs import ALB_PREFIX
+from .security import APP_PORT, TURN_PORT, TURN_TCP_PORT, TURN_TLS_PORT
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-WEBSOCKET_IDLE_TIMEOUT_S = 3600  # a voice call's WebSocket (audio fallback, events) sits idle between turns
+WEBSOCKET_IDLE_TIMEOUT_S = ALB_IDLE_TIMEOUT_S  # a call's WebSocket (audio fallback, events) idles between turns
 WAF_RATE_LIMIT = 2000  # requests per IP per 5-minute window
 WAF_RATE_WINDOW_S = 300
 
@@ -31,6 +33,10 @@ class EdgeArgs:
     turn_domain_name: str
     hosted_zone_name: str
     target_type: Literal["ip", "instance"]  # Fargate tasks register IPs, the ASG registers instances
+    log_bucket: pulumi.Input[str] | None = None  # ALB access logs (logs.LogArchive)
+    log_bucket_ready: pulumi.Resource | None = None  # its bucket policy: ELB checks write access at enable time
+    idle_timeout: int = WEBSOCKET_IDLE_TIMEOUT_S
+    deletion_protection: bool = False
 
 
 class Edge(pulumi.ComponentResource):
@@ -49,8 +55,13 @@ class Edge(pulumi.ComponentResource):
         self.alb = aws.lb.LoadBalancer(
             f"{name}-alb", load_balancer_type="application", internal=False,
             subnets=args.public_subnet_ids, security_groups=[args.alb_security_group_id],
-            idle_timeout=WEBSOCKET_IDLE_TIMEOUT_S, drop_invalid_header_fields=True,
-            enable_http2=True, tags={"Name": f"{args.name}-api"}, opts=child,
+            idle_timeout=args.idle_timeout, drop_invalid_header_fields=True,
+            enable_http2=True, enable_deletion_protection=args.deletion_protection,
+            access_logs=({"bucket": args.log_bucket, "enabled": True, "prefix": ALB_PREFIX}
+                         if args.log_bucket is not None else None),
+            tags={"Name": f"{args.name}-api"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.log_bucket_ready] if args.log_bucket_ready
+                                        else []),
         )
         self.api_target_group = aws.lb.TargetGroup(
             f"{name}-api-tg", port=APP_PORT, protocol="HTTP", target_type=args.target_type, vpc_id=args.vpc_id,
@@ -102,33 +113,46 @@ class Edge(pulumi.ComponentResource):
                                     opts=child)
 
         # --- TURN load balancer --------------------------------------------------------------------
-        # An NLB cannot hold separate UDP and TCP listeners on one port: TCP_UDP carries both on 3478.
+        # One protocol per port (security.TURN_TCP_PORT): UDP 3478 -> the UDP relay process, TCP 3479 and
+        # TLS 443 (terminated here) -> the TCP relay process on 3479. Both health checks probe TCP 3479.
         self.nlb = aws.lb.LoadBalancer(
             f"{name}-nlb", load_balancer_type="network", internal=False, subnets=args.public_subnet_ids,
             security_groups=[args.turn_lb_security_group_id], enable_cross_zone_load_balancing=True,
+            enable_deletion_protection=args.deletion_protection,
             tags={"Name": f"{args.name}-turn"}, opts=child,
         )
-        tcp_health = {"protocol": "TCP", "port": str(TURN_PORT), "interval": 10,
+        tcp_health = {"protocol": "TCP", "port": str(TURN_TCP_PORT), "interval": 10,
                       "healthy_threshold": 2, "unhealthy_threshold": 2}
         self.turn_target_group = aws.lb.TargetGroup(
-            f"{name}-turn-tg", port=TURN_PORT, protocol="TCP_UDP", target_type=args.target_type,
+            f"{name}-turn-tg", port=TURN_PORT, protocol="UDP", target_type=args.target_type,
             vpc_id=args.vpc_id, health_check=tcp_health, deregistration_delay=60,
-            tags={"Name": f"{args.name}-turn"}, opts=child,
+            tags={"Name": f"{args.name}-turn-udp"}, opts=child,
         )
-        self.turn_tls_target_group = aws.lb.TargetGroup(
-            f"{name}-turns-tg", port=TURN_PORT, protocol="TCP", target_type=args.target_type,
+        self.turn_tcp_target_group = aws.lb.TargetGroup(
+            f"{name}-turns-tg", port=TURN_TCP_PORT, protocol="TCP", target_type=args.target_type,
             vpc_id=args.vpc_id, health_check=tcp_health, deregistration_delay=60,
-            tags={"Name": f"{args.name}-turns"}, opts=child,
+            tags={"Name": f"{args.name}-turn-tcp"}, opts=child,
         )
+        self.turn_target_groups = {"udp": self.turn_target_group, "tcp": self.turn_tcp_target_group}
         self.turn_listener = aws.lb.Listener(
-            f"{name}-turn", load_balancer_arn=self.nlb.arn, port=TURN_PORT, protocol="TCP_UDP",
+            f"{name}-turn", load_balancer_arn=self.nlb.arn, port=TURN_PORT, protocol="UDP",
             default_actions=[{"type": "forward", "target_group_arn": self.turn_target_group.arn}], opts=child,
+        )
+        self.turn_tcp_listener = aws.lb.Listener(
+            f"{name}-turn-tcp", load_balancer_arn=self.nlb.arn, port=TURN_TCP_PORT, protocol="TCP",
+            default_actions=[{"type": "forward", "target_group_arn": self.turn_tcp_target_group.arn}], opts=child,
         )
         self.turn_tls_listener = aws.lb.Listener(
             f"{name}-turns", load_balancer_arn=self.nlb.arn, port=TURN_TLS_PORT, protocol="TLS",
             ssl_policy=TLS_POLICY, certificate_arn=turn_cert.certificate_arn,
-            default_actions=[{"type": "forward", "target_group_arn": self.turn_tls_target_group.arn}], opts=child,
+            default_actions=[{"type": "forward", "target_group_arn": self.turn_tcp_target_group.arn}], opts=child,
         )
+        # What each target group's consumers (ECS services, the ASG) must wait for.
+        self.listeners_of: dict[str, list[aws.lb.Listener]] = {
+            "api": [self.https_listener],
+            "udp": [self.turn_listener],
+            "tcp": [self.turn_tcp_listener, self.turn_tls_listener],
+        }
 
         # --- DNS ------------------------------------------------------------------------------------
         for key, fqdn, lb in (("api", args.domain_name, self.alb), ("turn", args.turn_domain_name, self.nlb)):
@@ -141,7 +165,7 @@ class Edge(pulumi.ComponentResource):
         self.url = f"https://{args.domain_name}"
         self.turn_urls = [
             f"turn:{args.turn_domain_name}:{TURN_PORT}?transport=udp",
-            f"turn:{args.turn_domain_name}:{TURN_PORT}?transport=tcp",
+            f"turn:{args.turn_domain_name}:{TURN_TCP_PORT}?transport=tcp",
             f"turns:{args.turn_domain_name}:{TURN_TLS_PORT}?transport=tcp",
         ]
         self.register_outputs({"url": self.url, "albDnsName": self.alb.dns_name, "nlbDnsName": self.nlb.dns_name})

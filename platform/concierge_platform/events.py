@@ -18,7 +18,8 @@ from .lambda_code import AUTHORIZER_HANDLER, PUBLISHER_HANDLER
 
 NAMESPACES: tuple[str, ...] = ("conversations", "restaurant-booking")
 LAMBDA_RUNTIME = "python3.12"
-# reference/appsync-events.md §4.1: bounded retries and record age (the defaults block a shard forever);
+# Bounded retries and record age (the defaults retry a poison batch until it expires, blocking the shard:
+# https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html);
 # stale real-time events are useless after five minutes.
 ESM_SETTINGS: dict[str, object] = {
     "starting_position": "LATEST",
@@ -41,6 +42,9 @@ class EventsArgs:
     session_secret_arn: pulumi.Input[str]
     code: pulumi.Archive
     log_retention_days: int
+    region: str = "us-east-1"
+    account_id: pulumi.Input[str] = ""
+    appsync_log_level: str = "ERROR"  # NONE | ERROR | INFO | DEBUG | ALL; ERROR keeps cost and payloads out
 
 
 class Events(pulumi.ComponentResource):
@@ -75,6 +79,18 @@ class Events(pulumi.ComponentResource):
         )
 
         # --- the Events API -------------------------------------------------------------------------
+        # AppSync writes its logs with this role into /aws/appsync/apis/<api id>; the trust is limited to this
+        # account's APIs (https://docs.aws.amazon.com/appsync/latest/eventapi/monitoring.html).
+        appsync_logs = pulumi.Output.concat("arn:aws:logs:", args.region, ":", args.account_id,
+                                            ":log-group:/aws/appsync/apis/*")
+        logs_role, logs_policy = iam.role(
+            f"{name}-appsync-logs-role",
+            iam.Trust("appsync.amazonaws.com", source_account=args.account_id,
+                      source_arn=pulumi.Output.concat("arn:aws:appsync:", args.region, ":", args.account_id,
+                                                      ":apis/*")),
+            [iam.Statement(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                           [appsync_logs, pulumi.Output.concat(appsync_logs, ":log-stream:*")], sid="AppSyncLogs")],
+            child, "AppSync Events: write the API's CloudWatch logs")
         iam_mode = [{"auth_type": "AWS_IAM"}]
         lambda_mode = [{"auth_type": "AWS_LAMBDA"}]
         self.api = aws.appsync.Api(
@@ -89,8 +105,9 @@ class Events(pulumi.ComponentResource):
                 "connection_auth_modes": [*lambda_mode, *iam_mode],
                 "default_publish_auth_modes": iam_mode,
                 "default_subscribe_auth_modes": lambda_mode,
+                "log_config": {"cloudwatch_logs_role_arn": logs_role.arn, "log_level": args.appsync_log_level},
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs_policy]),
         )
         aws.lambda_.Permission(
             f"{name}-authorizer-invoke", action="lambda:InvokeFunction", function=self.authorizer.name,
@@ -108,15 +125,19 @@ class Events(pulumi.ComponentResource):
 
         # --- stream publisher -------------------------------------------------------------------------
         self.dlq = aws.sqs.Queue(
-            f"{name}-publisher-dlq", name=f"{args.name}-stream-publisher-dlq", sqs_managed_sse_enabled=True,
+            # A prefix, not a fixed name: a create-before-delete replacement would collide with the old queue.
+            f"{name}-publisher-dlq", name_prefix=f"{args.name}-publisher-dlq-", sqs_managed_sse_enabled=True,
             message_retention_seconds=14 * 24 * 3600, opts=child)
         stream_arns = [t.stream_arn for t in args.tables.values()]
         pub_role, pub_policy = iam.role(
             f"{name}-publisher-role", "lambda.amazonaws.com",
             [
                 iam.log_statement([self.publisher_logs.arn]),
-                iam.Statement(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
-                               "dynamodb:ListStreams"], stream_arns, sid="ReadTableStreams"),
+                iam.Statement(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+                              stream_arns, sid="ReadTableStreams"),
+                # ListStreams has no resource-level permissions: AWS accepts only "*" for it
+                # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html).
+                iam.Statement(["dynamodb:ListStreams"], ["*"], sid="ListStreams"),
                 iam.Statement(["sqs:SendMessage"], [self.dlq.arn], sid="DeadLetters"),
                 iam.Statement(["appsync:EventPublish"],
                               [ns.channel_namespace_arn for ns in self.namespaces.values()], sid="Publish"),

@@ -49,12 +49,41 @@ def policy_document(statements: Sequence[Statement]) -> pulumi.Output[str]:
     )
 
 
-def assume_role_policy(service: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+@dataclass(frozen=True)
+class Trust:
+    """Who may assume a role, with the confused-deputy guard where the service sends it.
+
+    ``source_account``/``source_arn`` become ``aws:SourceAccount`` / ``aws:SourceArn`` conditions
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html). ECS tasks and AppSync document
+    them for their roles; EC2 instance profiles and Lambda execution roles do not send them, so those
+    trusts stay unconditioned (a condition the service never sends would make the role unusable).
+    """
+
+    service: str
+    source_account: pulumi.Input[str] | None = None
+    source_arn: pulumi.Input[str] | None = None
 
 
-def role(name: str, service: str, statements: Sequence[Statement], opts: pulumi.ResourceOptions,
+def assume_role_policy(trust: Trust | str) -> pulumi.Output[str]:
+    if isinstance(trust, str):
+        trust = Trust(trust)
+
+    def render(account: str | None, arn: str | None) -> str:
+        stmt: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": trust.service},
+                                "Action": "sts:AssumeRole"}
+        cond: dict[str, dict[str, str]] = {}
+        if account:
+            cond["StringEquals"] = {"aws:SourceAccount": account}
+        if arn:
+            cond["ArnLike"] = {"aws:SourceArn": arn}
+        if cond:
+            stmt["Condition"] = cond
+        return json.dumps({"Version": "2012-10-17", "Statement": [stmt]}, sort_keys=True)
+
+    return pulumi.Output.all(trust.source_account, trust.source_arn).apply(lambda v: render(v[0], v[1]))
+
+
+def role(name: str, service: Trust | str, statements: Sequence[Statement], opts: pulumi.ResourceOptions,
          description: str) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
     """A role with exactly one inline policy; no managed policies (they carry wildcard actions).
 
@@ -94,3 +123,9 @@ def bedrock_statement(region: str, model_id: str) -> Statement:
 
 def secrets_statement(secret_arns: Sequence[pulumi.Input[str]]) -> Statement:
     return Statement(["secretsmanager:GetSecretValue"], list(secret_arns), sid="Secrets")
+
+
+def ecs_trust(region: str, account_id: pulumi.Input[str]) -> Trust:
+    """ECS tasks of this account and region only (task and execution roles alike)."""
+    return Trust("ecs-tasks.amazonaws.com", source_account=account_id,
+                 source_arn=pulumi.Output.concat("arn:aws:ecs:", region, ":", account_id, ":*"))

@@ -1,7 +1,9 @@
 """Network: a VPC over two Availability Zones with public and private subnets and ONE shared NAT gateway.
 
 One NAT gateway (not one per AZ) is a deliberate cost choice: the private subnets only need egress
-for Bedrock, DynamoDB, ECR and Docker Hub, and losing the NAT AZ degrades egress, not ingress.
+for Bedrock, ECR, Secrets Manager and CloudWatch Logs, and losing the NAT AZ degrades egress, not ingress.
+DynamoDB and S3 (ECR image layers are served from S3) go through free gateway endpoints instead of the NAT,
+which bills per GB processed: https://docs.aws.amazon.com/vpc/latest/privatelink/gateway-endpoints.html
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import pulumi_aws as aws
 AZ_COUNT = 2
 
 
+GATEWAY_ENDPOINT_SERVICES: tuple[str, ...] = ("dynamodb", "s3")
+
+
 @dataclass
 class NetworkArgs:
     cidr: str
     name: str
+    region: str = "us-east-1"
 
 
 def plan_subnets(cidr: str, az_count: int = AZ_COUNT) -> tuple[list[str], list[str]]:
@@ -83,6 +89,14 @@ class Network(pulumi.ComponentResource):
             routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": self.nat_gateway.id}],
             tags={"Name": f"{args.name}-private"}, opts=child,
         )
+        # Gateway endpoints are free and add a prefix-list route to the private route table.
+        self.gateway_endpoints = {
+            svc: aws.ec2.VpcEndpoint(
+                f"{name}-{svc}-endpoint", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.{svc}",
+                vpc_endpoint_type="Gateway", route_table_ids=[private_rt.id],
+                tags={"Name": f"{args.name}-{svc}"}, opts=child)
+            for svc in GATEWAY_ENDPOINT_SERVICES
+        }
         for i, subnet in enumerate(self.public_subnets):
             aws.ec2.RouteTableAssociation(f"{name}-public-rta-{i}", subnet_id=subnet.id,
                                           route_table_id=public_rt.id, opts=child)

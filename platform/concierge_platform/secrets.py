@@ -19,6 +19,7 @@ class AppSecretsArgs:
     turn_secret: pulumi.Input[str]
     staff_token: pulumi.Input[str]
     session_secret: pulumi.Input[str]
+    protect: bool = False
 
 
 class AppSecrets(pulumi.ComponentResource):
@@ -33,7 +34,8 @@ class AppSecrets(pulumi.ComponentResource):
             key = env.lower().replace("_", "-")
             secret = aws.secretsmanager.Secret(
                 f"{name}-{key}", name_prefix=f"{args.name}/{key}-", recovery_window_in_days=7,
-                description=f"{env} for the voice concierge runtime", opts=child,
+                description=f"{env} for the voice concierge runtime",
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
             )
             aws.secretsmanager.SecretVersion(f"{name}-{key}-value", secret_id=secret.id,
                                              secret_string=pulumi.Output.secret(value), opts=child)

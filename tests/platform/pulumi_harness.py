@@ -1,15 +1,24 @@
 """Run the real Pulumi program (platform/__main__.py) under recording mocks and return what it declared.
 
-Why this shape (reference/pulumi-aws.md §1.3-1.7): a fresh event loop and root Stack per run (pytest-
-asyncio shares the process), a monitor that rejects duplicate URNs like the real engine, config loaded
-from the stack's own Pulumi.<stack>.yaml (mocks do not read it), preview off (applies would be skipped),
-and a hard failure when nothing was recorded (a program run without mocks "passes" vacuously).
+Why this shape: a fresh event loop and root Stack per run (pytest-asyncio shares the process), a monitor
+that rejects duplicate URNs like the real engine, config loaded from the stack's own Pulumi.<stack>.yaml
+(mocks do not read it), preview off (applies would be skipped), and a hard failure when nothing was
+recorded (a program run without mocks "passes" vacuously).
+
+Plain Pulumi mocks echo inputs back, so they hide what the provider and AWS add. This harness also does
+what they do (docs/platform-testing.md): it auto-names resources like pulumi-aws (logical name + "-" + 7
+hex characters, or ``namePrefix`` + 26 characters), gives every resource an ARN in its service's real
+format, and records each registration's dependency URNs (explicit ``depends_on`` and the resources behind
+Output inputs) from the monitor's RegisterResourceRequest: the engine creates a resource only after
+every one of those, so their transitive closure is the creation order of a first ``pulumi up``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import gc
+import hashlib
 import json
 import runpy
 import sys
@@ -38,7 +47,7 @@ TEST_SECRETS = {"turnSecret": "turn-secret-for-tests", "staffToken": "staff-toke
                 "sessionSecret": "session-secret-for-tests"}
 
 
-@dataclass
+@dataclass(repr=False)
 class Recorded:
     """One registered resource: what the program passed (camelCase wire inputs) and the mock's state."""
 
@@ -48,19 +57,36 @@ class Recorded:
     state: dict[str, Any]
     id: str
     parent: str = ""
+    urn: str = ""
+    # URNs this registration waited for (RegisterResourceRequest.dependencies: depends_on + Output inputs).
+    dependencies: set[str] = field(default_factory=set)
+    protect: bool = False
+    delete_before_replace: bool = False
 
     @property
     def arn(self) -> str:
         return str(self.state.get("arn"))
 
+    def __repr__(self) -> str:  # pytest prints reprs in every failing frame: keep them short and fast
+        return f"Recorded({self.typ} {self.name})"
 
-@dataclass
+    @property
+    def physical_name(self) -> str | None:
+        """The name AWS sees (explicit, prefixed or auto-named), or None for types without a name input."""
+        prop = AUTONAMED.get(self.typ)
+        return None if prop is None else self.state.get(prop[0])
+
+
+@dataclass(repr=False)
 class Run:
     stack: str
     config: dict[str, str]
     resources: list[Recorded]
     calls: list[MockCallArgs]
     outputs: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Run({self.stack} {self.config.get(f'{PROJECT}:compute')}, {len(self.resources)} resources)"
 
     def of_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ == typ]
@@ -80,6 +106,25 @@ class Run:
         assert len(found) == 1, f"no single resource with id {rid}"
         return found[0]
 
+    def by_urn(self, urn: str) -> Recorded:
+        found = [r for r in self.resources if r.urn == urn]
+        assert len(found) == 1, f"no single resource with urn {urn}"
+        return found[0]
+
+    def created_after(self, resource: Recorded) -> set[str]:
+        """URNs the engine must have created before ``resource``: the transitive closure of its dependencies."""
+        by_urn = {r.urn: r for r in self.resources}
+        seen: set[str] = set()
+        todo = list(resource.dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            if urn in by_urn:
+                todo.extend(by_urn[urn].dependencies)
+        return seen
+
     def mutated(self, edit: Callable[[Run], None]) -> Run:
         """A deep copy changed by ``edit``: proves an invariant check notices a broken invariant."""
         clone = copy.deepcopy(self)
@@ -91,23 +136,152 @@ def _service(typ: str) -> str:
     return typ.split(":")[1].split("/")[0]
 
 
+# Types pulumi-aws auto-names: type -> (name property, prefix property or None). A resource without an explicit
+# name gets logical name + "-" + 7 random hex characters, with a prefix property prefix + 26 characters
+# (Terraform's id.PrefixedUniqueId: a timestamp and a counter). Types not listed take no name input.
+# https://www.pulumi.com/docs/iac/concepts/resources/names/#autonaming
+AUTONAMED: dict[str, tuple[str, str | None]] = {
+    "aws:ec2/securityGroup:SecurityGroup": ("name", "namePrefix"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("name", "namePrefix"),
+    "aws:lb/loadBalancer:LoadBalancer": ("name", "namePrefix"),
+    "aws:lb/targetGroup:TargetGroup": ("name", "namePrefix"),
+    "aws:iam/role:Role": ("name", "namePrefix"),
+    "aws:iam/rolePolicy:RolePolicy": ("name", "namePrefix"),
+    "aws:iam/policy:Policy": ("name", "namePrefix"),
+    "aws:iam/instanceProfile:InstanceProfile": ("name", "namePrefix"),
+    "aws:lambda/function:Function": ("name", None),
+    "aws:sqs/queue:Queue": ("name", "namePrefix"),
+    "aws:sns/topic:Topic": ("name", "namePrefix"),
+    "aws:cloudwatch/logGroup:LogGroup": ("name", "namePrefix"),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("name", None),
+    "aws:ecr/repository:Repository": ("name", None),
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": ("ecrRepositoryPrefix", None),
+    "aws:ecs/cluster:Cluster": ("name", None),
+    "aws:ecs/service:Service": ("name", None),
+    "aws:dynamodb/table:Table": ("name", None),
+    "aws:secretsmanager/secret:Secret": ("name", "namePrefix"),
+    "aws:autoscaling/group:Group": ("name", "namePrefix"),
+    "aws:autoscaling/policy:Policy": ("name", None),
+    "aws:autoscaling/lifecycleHook:LifecycleHook": ("name", None),
+    "aws:appautoscaling/policy:Policy": ("name", None),
+    "aws:wafv2/webAcl:WebAcl": ("name", "namePrefix"),
+    "aws:appsync/api:Api": ("name", None),
+    "aws:appsync/channelNamespace:ChannelNamespace": ("name", None),
+    "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix"),
+    "aws:s3/bucketV2:BucketV2": ("bucket", "bucketPrefix"),
+    "aws:kms/alias:Alias": ("name", "namePrefix"),
+}
+PREFIX_SUFFIX_LEN = 26
+
+
+def _hex(seed: str, length: int) -> str:
+    """Deterministic stand-in for the provider's random characters (runs stay cacheable and comparable)."""
+    return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+
+def auto_name(typ: str, logical: str, prefix: str | None) -> str:
+    if prefix:
+        return prefix + _hex(f"{typ}/{logical}/prefix", PREFIX_SUFFIX_LEN)
+    name = f"{logical}-{_hex(f'{typ}/{logical}', 7)}"
+    return name.lower() if typ.startswith("aws:s3/") else name  # S3 lower-cases generated bucket names
+
+
+def _uuid(seed: str) -> str:
+    h = _hex(seed, 32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def realistic_arn(typ: str, logical: str, physical: str, inputs: dict[str, Any]) -> str:
+    """The ARN AWS would return, in each service's documented format, so IAM policies can be linted.
+
+    https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html
+    """
+    region_part = f"{REGION}:{ACCOUNT}"
+    h16 = _hex(f"{typ}/{logical}", 16)
+    lb_kind = "app" if inputs.get("loadBalancerType", "application") == "application" else "net"
+    arns: dict[str, Callable[[], str]] = {
+        "aws:ec2/securityGroup:SecurityGroup": lambda: f"arn:aws:ec2:{region_part}:security-group/sg-{h16}0",
+        "aws:ec2/vpc:Vpc": lambda: f"arn:aws:ec2:{region_part}:vpc/vpc-{h16}0",
+        "aws:ec2/subnet:Subnet": lambda: f"arn:aws:ec2:{region_part}:subnet/subnet-{h16}0",
+        "aws:ec2/launchTemplate:LaunchTemplate": lambda: f"arn:aws:ec2:{region_part}:launch-template/lt-{h16}0",
+        "aws:ec2/flowLog:FlowLog": lambda: f"arn:aws:ec2:{region_part}:vpc-flow-log/fl-{h16}0",
+        "aws:ec2/vpcEndpoint:VpcEndpoint": lambda: f"arn:aws:ec2:{region_part}:vpc-endpoint/vpce-{h16}0",
+        "aws:lb/loadBalancer:LoadBalancer": lambda: (
+            f"arn:aws:elasticloadbalancing:{region_part}:loadbalancer/{lb_kind}/{physical}/{h16}"),
+        "aws:lb/targetGroup:TargetGroup": lambda: (
+            f"arn:aws:elasticloadbalancing:{region_part}:targetgroup/{physical}/{h16}"),
+        "aws:lb/listener:Listener": lambda: (
+            str(inputs.get("loadBalancerArn", f"arn:aws:elasticloadbalancing:{region_part}:loadbalancer/app/x/0"))
+            .replace(":loadbalancer/", ":listener/", 1) + f"/{h16}"),
+        "aws:acm/certificate:Certificate": lambda: f"arn:aws:acm:{region_part}:certificate/{_uuid(logical)}",
+        "aws:iam/role:Role": lambda: f"arn:aws:iam::{ACCOUNT}:role/{physical}",
+        "aws:iam/policy:Policy": lambda: f"arn:aws:iam::{ACCOUNT}:policy/{physical}",
+        "aws:iam/instanceProfile:InstanceProfile": lambda: f"arn:aws:iam::{ACCOUNT}:instance-profile/{physical}",
+        "aws:lambda/function:Function": lambda: f"arn:aws:lambda:{region_part}:function:{physical}",
+        "aws:lambda/eventSourceMapping:EventSourceMapping": lambda: (
+            f"arn:aws:lambda:{region_part}:event-source-mapping:{_uuid(logical)}"),
+        "aws:sqs/queue:Queue": lambda: f"arn:aws:sqs:{region_part}:{physical}",
+        "aws:sns/topic:Topic": lambda: f"arn:aws:sns:{region_part}:{physical}",
+        "aws:cloudwatch/logGroup:LogGroup": lambda: f"arn:aws:logs:{region_part}:log-group:{physical}",
+        "aws:cloudwatch/metricAlarm:MetricAlarm": lambda: f"arn:aws:cloudwatch:{region_part}:alarm:{physical}",
+        "aws:cloudwatch/dashboard:Dashboard": lambda: (
+            f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{inputs.get('dashboardName', physical)}"),
+        "aws:secretsmanager/secret:Secret": lambda: f"arn:aws:secretsmanager:{region_part}:secret:{physical}-{h16[:6]}",
+        "aws:ecr/repository:Repository": lambda: f"arn:aws:ecr:{region_part}:repository/{physical}",
+        "aws:ecs/cluster:Cluster": lambda: f"arn:aws:ecs:{region_part}:cluster/{physical}",
+        "aws:ecs/service:Service": lambda: (
+            f"arn:aws:ecs:{region_part}:service/{str(inputs.get('cluster', 'x')).rsplit('/', 1)[-1]}/{physical}"),
+        "aws:ecs/taskDefinition:TaskDefinition": lambda: (
+            f"arn:aws:ecs:{region_part}:task-definition/{inputs.get('family', physical)}:1"),
+        "aws:dynamodb/table:Table": lambda: f"arn:aws:dynamodb:{region_part}:table/{physical}",
+        "aws:autoscaling/group:Group": lambda: (
+            f"arn:aws:autoscaling:{region_part}:autoScalingGroup:{_uuid(logical)}:autoScalingGroupName/{physical}"),
+        "aws:wafv2/webAcl:WebAcl": lambda: (
+            f"arn:aws:wafv2:{region_part}:{str(inputs.get('scope', 'REGIONAL')).lower()}/webacl/{physical}/"
+            f"{_uuid(logical)}"),
+        "aws:appsync/api:Api": lambda: f"arn:aws:appsync:{region_part}:apis/{_hex(logical, 26)}",
+        "aws:appsync/channelNamespace:ChannelNamespace": lambda: (
+            f"arn:aws:appsync:{region_part}:apis/{inputs.get('apiId')}/channelNamespace/{physical}"),
+        "aws:kms/key:Key": lambda: f"arn:aws:kms:{region_part}:key/{_uuid(logical)}",
+        "aws:kms/alias:Alias": lambda: f"arn:aws:kms:{region_part}:{physical}",
+        "aws:s3/bucket:Bucket": lambda: f"arn:aws:s3:::{physical}",
+        "aws:s3/bucketV2:BucketV2": lambda: f"arn:aws:s3:::{physical}",
+    }
+    make = arns.get(typ)
+    if make is not None:
+        return make()
+    return f"arn:aws:{_service(typ)}:{region_part}:{typ.split(':')[-1].lower()}/{physical}"
+
+
 class RecordingMocks(Mocks):
-    """Echo inputs as state and add the computed attributes the program reads (ARNs, DNS, stream ARNs)."""
+    """Auto-name like the provider, echo inputs as state, add computed attributes (real-format ARNs, DNS...)."""
 
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
         self.calls: list[MockCallArgs] = []
+        self.current = threading.local()  # the StrictMonitor puts the registration's URN/options here
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = args.inputs
         rid = f"{args.name}-id"
         state: dict[str, Any] = dict(inputs)
-        physical = inputs.get("name") or inputs.get("namePrefix") or args.name
+        naming = AUTONAMED.get(args.typ)
+        if naming is not None:
+            prop, prefix_prop = naming
+            if not state.get(prop):
+                state[prop] = auto_name(args.typ, args.name, inputs.get(prefix_prop) if prefix_prop else None)
+            physical = state[prop]
+        else:
+            physical = inputs.get("name") or args.name
         state.setdefault("name", physical)
-        state["arn"] = f"arn:aws:{_service(args.typ)}:{REGION}:{ACCOUNT}:{args.typ.split(':')[-1].lower()}/{physical}"
+        state["arn"] = realistic_arn(args.typ, args.name, physical, inputs)
         extra = _computed(args.typ, args.name, inputs, state)
         state.update(extra)
-        self.resources.append(Recorded(args.typ, args.name, inputs, state, rid))
+        reg = getattr(self.current, "registration", {})
+        self.resources.append(Recorded(args.typ, args.name, inputs, state, rid, parent=reg.get("parent", ""),
+                                       urn=reg.get("urn", ""), dependencies=set(reg.get("dependencies", ())),
+                                       protect=reg.get("protect", False),
+                                       delete_before_replace=reg.get("delete_before_replace", False)))
         return rid, state
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:
@@ -133,11 +307,10 @@ def _computed(typ: str, name: str, inputs: dict[str, Any], state: dict[str, Any]
     if typ == "aws:dynamodb/table:Table":
         return {"streamArn": f"{arn}/stream/2026-01-01T00:00:00.000", "streamLabel": "2026-01-01T00:00:00.000"}
     if typ == "aws:lb/loadBalancer:LoadBalancer":
-        kind = "app" if inputs.get("loadBalancerType") == "application" else "net"
-        return {"dnsName": f"{name}-123.{REGION}.elb.amazonaws.com", "zoneId": "Z35SXDOTRQ7X7K",
-                "arnSuffix": f"{kind}/{name}/0123456789abcdef"}
+        return {"dnsName": f"{state['name']}-123.{REGION}.elb.amazonaws.com", "zoneId": "Z35SXDOTRQ7X7K",
+                "arnSuffix": arn.split(":loadbalancer/", 1)[1]}
     if typ == "aws:lb/targetGroup:TargetGroup":
-        return {"arnSuffix": f"targetgroup/{name}/0123456789abcdef"}
+        return {"arnSuffix": arn.split(":", 5)[5]}
     if typ == "aws:acm/certificate:Certificate":
         domain = inputs["domainName"]
         return {"domainValidationOptions": [{
@@ -146,16 +319,15 @@ def _computed(typ: str, name: str, inputs: dict[str, Any], state: dict[str, Any]
     if typ == "aws:route53/record:Record":
         return {"fqdn": str(inputs["name"]).rstrip(".")}
     if typ == "aws:appsync/api:Api":
-        return {"apiId": "mockapi", "apiArn": f"arn:aws:appsync:{REGION}:{ACCOUNT}:apis/mockapi",
+        return {"apiId": arn.rsplit("/", 1)[1], "apiArn": arn,
                 "dns": {"HTTP": "mockprefix.appsync-api.us-east-1.amazonaws.com",
                         "REALTIME": "mockprefix.appsync-realtime-api.us-east-1.amazonaws.com"}}
     if typ == "aws:appsync/channelNamespace:ChannelNamespace":
-        return {"channelNamespaceArn":
-                f"arn:aws:appsync:{REGION}:{ACCOUNT}:apis/{inputs['apiId']}/channelNamespace/{inputs['name']}"}
+        return {"channelNamespaceArn": arn}
     if typ == "aws:ec2/launchTemplate:LaunchTemplate":
         return {"latestVersion": 3}
     if typ == "aws:ecr/repository:Repository":
-        return {"repositoryUrl": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{inputs['name']}", "registryId": ACCOUNT}
+        return {"repositoryUrl": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{state['name']}", "registryId": ACCOUNT}
     if typ == "docker-build:index:Image":
         repo = str(inputs["tags"][0]).rsplit(":", 1)[0]
         return {"ref": f"{repo}@sha256:{'ab' * 32}", "digest": f"sha256:{'ab' * 32}"}
@@ -185,7 +357,19 @@ class StrictMonitor(MockMonitor):
             if request.type != "pulumi:pulumi:Stack" and urn in self._seen:
                 self.duplicates.append(urn)
             self._seen.add(urn)
-        return super().RegisterResource(request)
+        # MockResourceArgs carries no dependencies; the request does. new_resource runs synchronously on this
+        # thread inside super().RegisterResource, so a thread-local hands them over without races.
+        current = self.mocks.current if isinstance(self.mocks, RecordingMocks) else threading.local()
+        current.registration = {
+            "urn": urn, "parent": request.parent, "protect": bool(request.protect),
+            "delete_before_replace": bool(request.deleteBeforeReplace),
+            "dependencies": {*request.dependencies,
+                             *(u for deps in request.propertyDependencies.values() for u in deps.urns)},
+        }
+        try:
+            return super().RegisterResource(request)
+        finally:
+            current.registration = {}
 
 
 def stack_config(stack: str, overrides: dict[str, str] | None = None, *, secrets: bool = True) -> dict[str, str]:
@@ -231,6 +415,11 @@ def run_program(stack: str, overrides: dict[str, str] | None = None, *,
         loop.close()
         asyncio.set_event_loop(None)
         pulumi_settings.ROOT.set(None)
+    # A recording (and the imported SDKs) is a large, long-lived heap: collect this run's garbage now (so any lost
+    # task exception is reported against this test), then freeze the survivors so the suite's per-test
+    # gc.collect() (tests/conftest.py) does not walk them again for every later test.
+    gc.collect()
+    gc.freeze()
     assert mocks.resources, "no resources were recorded: the Pulumi mocks are not active"
     assert not monitor.duplicates, f"Duplicate resource URN(s): {monitor.duplicates}"
     return Run(stack=stack, config=config, resources=mocks.resources, calls=mocks.calls, outputs=outputs)

@@ -36,7 +36,7 @@ def test_secrets_are_required() -> None:
 def test_given_image_uri_skips_the_build() -> None:
     uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ci/runtime@sha256:" + "cd" * 32
     run = cached_run("prod", compute="ecs", imageUri=uri)
-    assert run.of_type("docker-build:index:Image") == []
+    assert [i.name for i in run.of_type("docker-build:index:Image")] == ["images-coturn-image"]  # coturn mirror
     assert run.outputs["imageRef"] == uri
     import json
 
@@ -46,8 +46,8 @@ def test_given_image_uri_skips_the_build() -> None:
 
 
 def test_image_is_built_from_the_dockerfile(deployed: Run) -> None:
-    image = deployed.one("docker-build:index:Image")
-    repo = deployed.one("aws:ecr/repository:Repository")
+    image = deployed.one("docker-build:index:Image", "images-runtime-image")
+    repo = deployed.one("aws:ecr/repository:Repository", "images-runtime")
     assert image.inputs["dockerfile"]["location"] == str(ROOT / "Dockerfile")
     assert image.inputs["context"]["location"] == str(ROOT)
     assert image.inputs["push"] is True

@@ -29,3 +29,19 @@ def test_a_component_runs_alone() -> None:
     assert cidrs == ["10.9.0.0/24", "10.9.1.0/24", "10.9.8.0/24", "10.9.9.0/24"]
     assert run.one("aws:ec2/natGateway:NatGateway").inputs["subnetId"] == run.one(
         "aws:ec2/subnet:Subnet", "unit-public-0").id
+
+
+def test_resource_options_and_urns_are_recorded() -> None:
+    import pulumi
+
+    def program() -> None:
+        first = aws.sqs.Queue("kept", opts=pulumi.ResourceOptions(protect=True))
+        aws.sqs.Queue("later", opts=pulumi.ResourceOptions(depends_on=[first], delete_before_replace=True))
+
+    run = run_program("dev", program=program)
+    kept, later = run.one("aws:sqs/queue:Queue", "kept"), run.one("aws:sqs/queue:Queue", "later")
+    assert kept.urn.endswith("::kept")
+    assert (kept.protect, kept.delete_before_replace) == (True, False)
+    assert (later.protect, later.delete_before_replace) == (False, True)
+    assert later.dependencies == {kept.urn}
+    assert kept.arn == f"arn:aws:sqs:us-east-1:123456789012:{kept.physical_name}"

@@ -85,7 +85,7 @@ def test_single_az_and_second_nat_are_caught() -> None:
 
 def test_world_open_udp_range_is_caught() -> None:
     def edit(r: Run) -> None:
-        rule = r.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "sg-in-app-media-from-turn")
+        rule = r.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "security-in-app-media-from-turn")
         rule.inputs.pop("referencedSecurityGroupId")
         rule.inputs["cidrIpv4"] = "0.0.0.0/0"
 

@@ -12,7 +12,7 @@ COMMON = {
     "aws:ec2/internetGateway:InternetGateway": 1,
     "aws:ec2/securityGroup:SecurityGroup": 4,
     "aws:lb/loadBalancer:LoadBalancer": 2,
-    "aws:lb/listener:Listener": 4,
+    "aws:lb/listener:Listener": 5,  # HTTP, HTTPS, TURN UDP 3478, TURN TCP 3479, TURNS 443
     "aws:lb/targetGroup:TargetGroup": 3,
     "aws:acm/certificate:Certificate": 2,
     "aws:acm/certificateValidation:CertificateValidation": 2,
@@ -26,9 +26,9 @@ COMMON = {
     "aws:lambda/eventSourceMapping:EventSourceMapping": 3,
     "aws:sqs/queue:Queue": 1,
     "aws:secretsmanager/secret:Secret": 3,
-    "aws:ecr/repository:Repository": 1,
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy": 1,
-    "docker-build:index:Image": 1,
+    "aws:ecr/repository:Repository": 2,  # runtime + coturn mirror
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": 2,
+    "docker-build:index:Image": 2,
     "aws:cloudwatch/dashboard:Dashboard": 1,
 }
 BACKEND = {
@@ -50,8 +50,8 @@ def test_resource_inventory(deployed: Run) -> None:
 def test_one_component_per_concern(deployed: Run) -> None:
     components = sorted(r.typ.split(":")[-1] for r in deployed.resources if r.typ.startswith("concierge:"))
     backend = "EcsCompute" if deployed.config["nova-concierge:compute"] == "ecs" else "Ec2Compute"
-    assert components == sorted(["AppSecrets", "Data", "Edge", "Events", "Images", "Network", "Observability",
-                                 "SecurityGroups", backend])
+    assert components == sorted(["AppSecrets", "Data", "Edge", "Events", "Images", "LogArchive", "Network",
+                                 "Observability", "SecurityGroups", backend])
 
 
 def test_stack_outputs(deployed: Run) -> None:
@@ -61,7 +61,7 @@ def test_stack_outputs(deployed: Run) -> None:
     assert out["compute"] == deployed.config["nova-concierge:compute"]
     assert out["eventsHttpEndpoint"] == "https://mockprefix.appsync-api.us-east-1.amazonaws.com/event"
     assert out["eventsRealtimeEndpoint"] == "wss://mockprefix.appsync-realtime-api.us-east-1.amazonaws.com/event/realtime"
-    assert out["turnUrls"] == [f"turn:turn.{domain}:3478?transport=udp", f"turn:turn.{domain}:3478?transport=tcp",
+    assert out["turnUrls"] == [f"turn:turn.{domain}:3478?transport=udp", f"turn:turn.{domain}:3479?transport=tcp",
                                f"turns:turn.{domain}:443?transport=tcp"]
     assert out["imageRef"].endswith("@sha256:" + "ab" * 32)
 
@@ -69,10 +69,11 @@ def test_stack_outputs(deployed: Run) -> None:
 def test_alarms_and_log_retention(deployed: Run) -> None:
     alarms = {a.inputs["name"].removeprefix(f"concierge-{deployed.stack}-")
               for a in deployed.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    assert alarms == {"lambda-errors-0", "lambda-errors-1", "alb-5xx", "target-latency", "unhealthy-targets"}
+    assert alarms == {"lambda-errors-0", "lambda-errors-1", "alb-5xx", "target-latency", "unhealthy-targets",
+                      "turn-unhealthy-udp", "turn-unhealthy-tcp", "publisher-dlq", "stream-iterator-age"}
     retention = int(deployed.config["nova-concierge:logRetentionDays"])
     groups = deployed.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 4
+    assert len(groups) == 5  # runtime, coturn, two Lambdas, WAF
     assert {g.inputs["retentionInDays"] for g in groups} == {retention}
 
 

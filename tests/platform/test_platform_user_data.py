@@ -51,7 +51,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "set -e; mount -t tmpfs tmpfs /etc; mkdir -p /etc/systemd/system; "
         "mount -t tmpfs tmpfs /usr/local/bin; mount -t tmpfs tmpfs /run; "
         f"bash {work}/user-data.sh; /usr/local/bin/concierge-prepare; "
-        "/usr/local/bin/concierge-runtime-run; /usr/local/bin/coturn-run; "
+        "/usr/local/bin/concierge-runtime-run; /usr/local/bin/coturn-udp-run; /usr/local/bin/coturn-tcp-run; "
         f"mkdir -p {out}; cp -a /etc/concierge /etc/systemd/system /run/concierge /usr/local/bin {out}/"
     )
     env = {"PATH": f"{stubs}:/usr/sbin:/usr/bin:/sbin:/bin", "STUB_LOG": str(work / "calls.log")}
@@ -71,10 +71,11 @@ def _secret_suffix(run: object, env: str) -> str:
 
 def test_installs_docker_and_enables_both_units(host: dict) -> None:
     calls = host["calls"]
-    assert ["dnf", "install", "-y", "docker"] in calls
-    assert ["systemctl", "enable", "--now", "concierge-runtime.service", "coturn.service"] in calls
+    assert ["dnf", "install", "-y", "docker", "iptables-nft"] in calls
+    assert ["systemctl", "enable", "--now", "concierge-runtime.service", "coturn-udp.service", "coturn-tcp.service",
+            "concierge-drain.service"] in calls
     units = host["out"] / "system"
-    for unit in ("concierge-runtime.service", "coturn.service"):
+    for unit in ("concierge-runtime.service", "coturn-udp.service", "coturn-tcp.service"):
         text = (units / unit).read_text()
         assert "ExecStartPre=/usr/local/bin/concierge-prepare" in text
         assert "Restart=always" in text
@@ -122,9 +123,8 @@ def test_runtime_container_command(host: dict) -> None:
 
 
 def test_coturn_container_gets_the_exact_start_command(host: dict) -> None:
-    argv = _docker_run(host, "coturn")
-    assert argv[-3:] == [host["run"].config.get("nova-concierge:turnImage", "coturn/coturn:4.6.3"), "-c",
-                         CONTAINER_COMMAND]
+    argv = _docker_run(host, "coturn-udp")
+    assert argv[-3:] == [host["run"].outputs["turnImageRef"], "-c", CONTAINER_COMMAND]  # the ECR mirror, by digest
     assert argv[argv.index("--entrypoint") + 1] == "sh"
-    coturn_env = (host["out"] / "concierge" / "coturn.env").read_text()
+    coturn_env = (host["out"] / "concierge" / "coturn-udp.env").read_text()
     assert coturn_env.startswith("TURNSERVER_CONF_B64=")

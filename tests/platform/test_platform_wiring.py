@@ -54,9 +54,9 @@ def test_nlb_carries_turn(deployed: Run) -> None:
     nlb = deployed.one("aws:lb/loadBalancer:LoadBalancer", "edge-nlb")
     listeners = {(lst.inputs["protocol"], lst.inputs["port"]): deployed.by_arn(_forward_target(lst))
                  for lst in deployed.of_type(LISTENER) if lst.inputs["loadBalancerArn"] == nlb.arn}
-    # TCP_UDP is how an NLB carries UDP 3478 and TCP 3478 on one port.
+    # One protocol per port: UDP 3478, TCP 3479, and TLS 443 terminated here onto TCP 3479.
     assert {k: (t.inputs["protocol"], t.inputs["port"]) for k, t in listeners.items()} == {
-        ("TCP_UDP", 3478): ("TCP_UDP", 3478), ("TLS", 443): ("TCP", 3478)}
+        ("UDP", 3478): ("UDP", 3478), ("TCP", 3479): ("TCP", 3479), ("TLS", 443): ("TCP", 3479)}
     turn_validation = deployed.one("aws:acm/certificateValidation:CertificateValidation", "edge-turn-validated")
     assert deployed.one(LISTENER, "edge-turns").inputs["certificateArn"] == turn_validation.state["certificateArn"]
 
@@ -80,7 +80,7 @@ def test_target_groups_feed_the_backend(deployed: Run) -> None:
             {"targetGroupArn": by_name["edge-api-tg"], "containerName": "runtime", "containerPort": 8000}]
         assert sorted(lb["targetGroupArn"] for lb in turn.inputs["loadBalancers"]) == sorted(
             [by_name["edge-turn-tg"], by_name["edge-turns-tg"]])
-        assert {lb["containerPort"] for lb in turn.inputs["loadBalancers"]} == {3478}
+        assert {lb["containerPort"] for lb in turn.inputs["loadBalancers"]} == {3478, 3479}
         for svc in (runtime, turn):
             assert svc.inputs["networkConfiguration"]["assignPublicIp"] is False
             subnets = {deployed.by_id(s).name for s in svc.inputs["networkConfiguration"]["subnets"]}
@@ -254,21 +254,22 @@ def test_ec2_hosts_run_both_containers_under_systemd(ec2_run: Run) -> None:
     assert "dnf install -y docker" in script
     assert f"docker login --username AWS --password-stdin {registry}" in script
     assert f"docker pull {image}" in script
-    for unit in ("concierge-runtime.service", "coturn.service"):
+    for unit in ("concierge-runtime.service", "coturn-udp.service", "coturn-tcp.service"):
         assert f"/etc/systemd/system/{unit}" in script
-    assert "systemctl enable --now concierge-runtime.service coturn.service" in script
-    assert script.count("--network host") == 2
+    assert ("systemctl enable --now concierge-runtime.service coturn-udp.service coturn-tcp.service "
+            "concierge-drain.service") in script
+    assert script.count("--network host") == 3
     assert "turn-secret-for-tests" not in script
     assert "staff-token-for-tests" not in script
     lt = ec2_run.one("aws:ec2/launchTemplate:LaunchTemplate")
     sgs = {ec2_run.by_id(s).name for s in lt.inputs["vpcSecurityGroupIds"]}
-    assert sgs == {"sg-app", "sg-turn"}
+    assert sgs == {"security-app", "security-turn"}
 
 
 def test_coturn_gets_the_hardened_config(deployed: Run) -> None:
     if deployed.config["nova-concierge:compute"] == "ecs":
         task = deployed.one("aws:ecs/taskDefinition:TaskDefinition", "ecs-turn-task")
-        (container,) = json.loads(task.inputs["containerDefinitions"])
+        container = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "coturn-udp")
         encoded = {e["name"]: e["value"] for e in container["environment"]}["TURNSERVER_CONF_B64"]
     else:
         script = invariants.user_data(deployed)
