@@ -223,10 +223,12 @@ async def emulator_run(args: argparse.Namespace, base_cpu: float) -> None:
         try:
             assert child.stdout is not None
             ready = (await child.stdout.readline()).decode()
-            _, url, ca_file = ready.split()
+            _, url, ca_file, access_key, secret_key = ready.split()
             os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = url
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+            # The emulator verifies SigV4: sign with the keys it minted (and no stray session token).
+            os.environ["AWS_ACCESS_KEY_ID"] = access_key
+            os.environ["AWS_SECRET_ACCESS_KEY"] = secret_key
+            os.environ.pop("AWS_SESSION_TOKEN", None)
             settings = Settings(data_dir=Path(tmp), speech_engine="nova-sonic")
             model = NovaSonicModel(settings, ca_file=ca_file)
             cpu, frames, _ = await run_sessions(args.seconds, args.sessions, tmp, model)

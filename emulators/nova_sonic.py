@@ -8,15 +8,21 @@ Wire behaviour (reference/nova-sonic.md §1.1, §3.3):
 - ``POST /model/{modelId}/invoke-with-bidirectional-stream`` over HTTP/2 only (the CRT client never
   does duplex on HTTP/1.1), served by hypercorn with TLS; the 200 with
   ``content-type: application/vnd.amazon.eventstream`` goes out at once, before any input arrives.
-- Input frames are the SDK's signed envelopes (``:date`` + ``:chunk-signature``) whose payload is the
-  inner ``:event-type=chunk`` message carrying ``{"bytes": base64(Nova JSON)}``; signatures are not
-  checked; the empty end frame closes the input.
+- The request's SigV4 signature (service ``bedrock``, the configured region, ``x-amz-content-sha256:
+  STREAMING-AWS4-HMAC-SHA256-EVENTS``, the session token of temporary keys) is verified against the
+  ``CredentialBook`` the emulator is given, before anything else, with AWS's 403 errors
+  (``emulators.sigv4``). Input frames are the SDK's signed envelopes (``:date`` + ``:chunk-signature``)
+  whose payload is the inner ``:event-type=chunk`` message carrying ``{"bytes": base64(Nova JSON)}``;
+  every envelope's signature is verified against the chain seeded by the request's signature; the empty
+  end frame closes the input.
 - Output frames use the same inner format, unsigned; modelled errors are ``:message-type=exception``
   frames, after which the response ends (as the service does).
 
+Every rule, its public source and its switch are listed in docs/nova-sonic-emulator.md.
+
 The "model" is a ``Script``: a list of ``Turn``s consumed in order across all streams (so renewal and
 recovery carry on where the conversation was). A user turn starts deterministically when the input
-audio has had ``speech_frames`` frames with energy followed by ``end_silence_frames`` quiet frames, or
+audio has had ``speech_frames`` frames with energy followed by the end-of-turn pause of quiet audio, or
 when an interactive USER text block arrives. The emulator also enforces the protocol rules the
 service enforces (event order, history limits, tool-use ids) with the service's ``validationException``
 so that mistakes in the session core fail tests the way they would fail in production.
@@ -48,6 +54,8 @@ from typing import Any
 import numpy as np
 from smithy_aws_event_stream.events import Event, EventMessage
 
+from emulators.identity import CredentialBook
+from emulators.sigv4 import EVENT_STREAM_PAYLOAD, EventSignatureChain, SigV4Error, VerifiedRequest, verify_request
 from runtime.speech import protocol as p
 
 log = logging.getLogger("emulators.nova_sonic")
@@ -62,6 +70,35 @@ EXCEPTION_TYPES = (
     "validationException", "modelTimeoutException", "throttlingException", "modelStreamErrorException",
     "internalServerException", "serviceUnavailableException",
 )
+
+# The Nova Sonic model ids (https://docs.aws.amazon.com/nova/latest/nova2-userguide/using-conversational-speech.html,
+# https://docs.aws.amazon.com/nova/latest/userguide/speech.html). Anything else is refused before a stream opens.
+NOVA_2_SONIC = "amazon.nova-2-sonic-v1:0"
+NOVA_SONIC_V1 = "amazon.nova-sonic-v1:0"
+MODEL_IDS = (NOVA_2_SONIC, NOVA_SONIC_V1)
+# Voice ids per model. Nova 2: the 16 voices of the Nova 2 language-support page
+# (https://docs.aws.amazon.com/nova/latest/nova2-userguide/sonic-language-support.html; the same list is in
+# livekit-plugins-aws ``types.py``): polyglot tiffany/matthew (en-US), amy/olivia (en-GB/en-AU), kiara/arjun
+# (en-IN, Hindi), ambre/florian (fr), beatrice/lorenzo (it), tina/lennart (de), lupe/carlos (es-US),
+# carolina/leo (pt-BR). Nova Sonic v1: the 11 voices of
+# https://docs.aws.amazon.com/nova/latest/userguide/available-voices.html (greta instead of tina).
+VOICES: dict[str, frozenset[str]] = {
+    NOVA_2_SONIC: frozenset({"tiffany", "matthew", "amy", "olivia", "kiara", "arjun", "ambre", "florian", "beatrice",
+                             "lorenzo", "tina", "lennart", "lupe", "carlos", "carolina", "leo"}),
+    NOVA_SONIC_V1: frozenset({"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta",
+                              "lennart", "lupe", "carlos"}),
+}
+# End-of-turn pause per endpointingSensitivity
+# (https://docs.aws.amazon.com/nova/latest/nova2-userguide/sonic-turn-taking.html).
+TURN_PAUSE_SECONDS = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
+DEFAULT_SENSITIVITY = "MEDIUM"  # assumed when sessionStart has no turnDetectionConfiguration (the docs' middle)
+SAMPLE_RATES = (8_000, 16_000, 24_000)
+# The 8-minute connection limit: the SDK docstring of invoke_model_with_bidirectional_stream ("remains open for
+# 8 minutes") and amazon-nova-samples#147 (ModelTimeoutException after about 8 minutes).
+STREAM_LIMIT_SECONDS = 480.0
+# No input events for this long: "ValidationException: Timed out waiting for input events". The exact value is
+# not documented; third-party reports range from ~60 s to 175 s - the stricter one is used.
+IDLE_TIMEOUT_SECONDS = 60.0
 
 
 # --- the script ------------------------------------------------------------------------------------
@@ -80,12 +117,22 @@ class Say:
 
 @dataclass(frozen=True)
 class CallTool:
-    """The model calls a tool and waits (up to ``timeout``) for the matching toolResult."""
+    """The model calls a tool and waits (up to ``timeout``) for the matching toolResult.
+
+    ``double_encoded``: the arguments arrive as a JSON string holding the JSON object (the model does this
+    now and then; livekit ``test_nova_sonic_tool_args.py``).
+    """
 
     name: str
     args: dict[str, Any] | str
     timeout: float = 10.0
     tool_use_id: str | None = None  # reuse an id to emulate a repeated delivery of the same call
+    double_encoded: bool = False
+
+
+@dataclass(frozen=True)
+class CutFrame:
+    """The next output frame is cut short and the response ends: the SDK raises ``InvalidEventBytes``."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +164,7 @@ class Pause:
     seconds: float
 
 
-Step = Say | CallTool | Interrupt | Fail | Pause
+Step = Say | CallTool | Interrupt | Fail | Pause | CutFrame
 
 
 @dataclass(frozen=True)
@@ -163,6 +210,10 @@ class StreamRecord:
     input_closed: bool = False  # the signed empty end frame arrived
     speech_frames: int = 0  # audioInput frames with energy (the caller talking)
     closed_at: float | None = None
+    access_key_id: str | None = None  # whose verified signature opened the stream
+    verified_events: int = 0  # input envelopes whose chunk signature was verified
+    turn_pause_seconds: float | None = None  # the end-of-turn pause applied on this stream
+    after_end: list[str] = field(default_factory=list)  # event names received after the response ended
 
     def names(self) -> list[str]:
         return [name for name, _ in self.events]
@@ -186,6 +237,42 @@ class StreamRecord:
 
 class _ValidationError(Exception):
     pass
+
+
+# inferenceConfiguration ranges: topP and temperature 0..1 (Nova inference parameters,
+# https://docs.aws.amazon.com/nova/latest/userguide/complete-request-schema.html), maxTokens a positive integer
+# up to Nova 2 Sonic's output limit (64K tokens, Nova 2 model card).
+MAX_TOKENS_LIMIT = 65_536
+
+
+def _check_inference(config: Any) -> None:
+    if not isinstance(config, dict):
+        raise _ValidationError("Invalid input request: inferenceConfiguration is required")
+    max_tokens = config.get("maxTokens")
+    if max_tokens is not None and (type(max_tokens) is not int or not 1 <= max_tokens <= MAX_TOKENS_LIMIT):
+        raise _ValidationError(f"Invalid maxTokens {max_tokens!r}: must be an integer in [1, {MAX_TOKENS_LIMIT}]")
+    for name in ("topP", "temperature"):
+        value = config.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0.0 <= value <= 1.0):
+            raise _ValidationError(f"Invalid {name} {value!r}: must be a number in [0, 1]")
+
+
+def _check_media(config: Any, name: str, media_type: str) -> None:
+    if not isinstance(config, dict) or config.get("mediaType") != media_type:
+        raise _ValidationError(f"Invalid input request: {name}.mediaType must be {media_type}")
+
+
+def _check_audio(config: Any, name: str) -> None:
+    """LPCM only, 8/16/24 kHz, 16-bit, mono, base64, SPEECH (the input/output audio configuration tables of
+    https://docs.aws.amazon.com/nova/latest/nova2-userguide/sonic-input-events.html)."""
+    _check_media(config, name, "audio/lpcm")
+    expected: dict[str, tuple[Any, ...]] = {"sampleRateHertz": SAMPLE_RATES, "sampleSizeBits": (16,),
+                                            "channelCount": (1,), "encoding": ("base64",), "audioType": ("SPEECH",)}
+    for key, allowed in expected.items():
+        if config.get(key) not in allowed:
+            raise _ValidationError(f"Invalid input request: {name}.{key} {config.get(key)!r} is not one of "
+                                   f"{', '.join(map(str, allowed))}")
 
 
 # --- event-stream framing --------------------------------------------------------------------------
@@ -269,10 +356,19 @@ def _fields(result: Any) -> dict[str, Any]:
 # --- one emulated stream ---------------------------------------------------------------------------
 
 class _Stream:
-    def __init__(self, emulator: NovaSonicEmulator, record: StreamRecord, fault: StreamFault | None) -> None:
+    def __init__(self, emulator: NovaSonicEmulator, record: StreamRecord, fault: StreamFault | None,
+                 verified: VerifiedRequest) -> None:
         self.emu = emulator
         self.record = record
         self.fault = fault
+        self.chain = EventSignatureChain(verified)
+        self.ended = False  # sessionEnd arrived: nothing may follow
+        self.prompt_ended = False
+        self.content_blocks = 0
+        self.pause_seconds = emulator.turn_pause_seconds
+        self.quiet_seconds = 0.0
+        self.last_completion: str | None = None
+        self.abrupt = False
         self.session_id = str(uuid.uuid4())
         self.prompt_name: str | None = None
         self.out: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -287,9 +383,9 @@ class _Stream:
         self.issued_tool_ids: set[str] = set()
         self.turn_task: asyncio.Task[None] | None = None
         self.speech_run = 0
-        self.quiet_run = 0
         self.heard_speech = False
         self.last_input = time.monotonic()
+        self.last_usage = time.monotonic()
         self.totals = {"input": {"speechTokens": 0, "textTokens": 0}, "output": {"speechTokens": 0, "textTokens": 0}}
 
     # -- output helpers
@@ -301,6 +397,7 @@ class _Stream:
         if self.finished:
             return
         self.record.error = kind
+        log.info("stream fails with %s: %s", kind, message)
         self.out.put_nowait(encode_exception(kind, message))
         self.finish()
 
@@ -308,6 +405,16 @@ class _Stream:
         if not self.finished:
             self.finished = True
             self.out.put_nowait(None)
+
+    def cut_frame(self) -> None:
+        """Send the first half of an event frame, then end the response (a frame cut short)."""
+        if self.finished:
+            return
+        frame = encode_event(p.text_output(self.ids(self.last_completion, str(uuid.uuid4())), "ASSISTANT", "cut"))
+        self.record.error = "InvalidEventBytes"
+        self.abrupt = True  # end the response right after the partial frame
+        self.out.put_nowait(frame[: len(frame) // 2])
+        self.finish()
 
     def ids(self, completion_id: str | None = None, content_id: str | None = None) -> p.OutputIds:
         return p.OutputIds(self.session_id, self.prompt_name or "", completion_id, content_id)
@@ -329,6 +436,12 @@ class _Stream:
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
             raise _ValidationError("Invalid input request")
+        if self.ended:
+            raise _ValidationError(f"Invalid input request: {name} after sessionEnd")
+        if not self.started and name != "sessionStart":
+            raise _ValidationError(f"Invalid input request: {name} before sessionStart")
+        if self.prompt_ended and name != "sessionEnd":
+            raise _ValidationError(f"Invalid input request: {name} after promptEnd")
         handler(body)
 
     def _on_sessionStart(self, body: dict[str, Any]) -> None:
@@ -336,12 +449,35 @@ class _Stream:
             raise _ValidationError("Invalid input request: sessionStart sent twice")
         if "endpointingSensitivity" in body:
             raise _ValidationError("Invalid input request")
+        _check_inference(body.get("inferenceConfiguration"))
+        detection = body.get("turnDetectionConfiguration")
+        sensitivity = DEFAULT_SENSITIVITY
+        if detection is not None:
+            if self.record.model_id != NOVA_2_SONIC:
+                raise _ValidationError("Invalid input request: turnDetectionConfiguration is not supported")
+            sensitivity = (detection or {}).get("endpointingSensitivity")
+            if sensitivity not in TURN_PAUSE_SECONDS:
+                raise _ValidationError(f"Invalid endpointingSensitivity {sensitivity!r}; use HIGH, MEDIUM or LOW")
+        if self.pause_seconds is None:
+            self.pause_seconds = TURN_PAUSE_SECONDS[sensitivity]
+        self.record.turn_pause_seconds = self.pause_seconds
         self.started = True
 
     def _on_promptStart(self, body: dict[str, Any]) -> None:
         if not self.started or self.prompt_name is not None:
             raise _ValidationError("Invalid input request: promptStart out of order")
         self.prompt_name = body.get("promptName")
+        if not self.prompt_name:
+            raise _ValidationError("Invalid input request: promptName is required")
+        _check_media(body.get("textOutputConfiguration"), "textOutputConfiguration", "text/plain")
+        audio = body.get("audioOutputConfiguration")
+        _check_audio(audio, "audioOutputConfiguration")
+        voice = (audio or {}).get("voiceId")
+        if voice not in VOICES[self.record.model_id]:
+            raise _ValidationError(f"Received invalid id: '{voice}'. "
+                                   "Please check AWS documentation for valid voiceIds.")
+        if "toolUseOutputConfiguration" in body:
+            _check_media(body["toolUseOutputConfiguration"], "toolUseOutputConfiguration", "application/json")
         tools = (body.get("toolConfiguration") or {}).get("tools") or []
         for tool in tools:
             schema = tool.get("toolSpec", {}).get("inputSchema", {}).get("json")
@@ -359,12 +495,24 @@ class _Stream:
         name = body.get("contentName")
         if not name or name in self.open_blocks:
             raise _ValidationError("Invalid input request: bad contentName")
+        self.content_blocks += 1
+        if role == "SYSTEM":
+            if kind != "TEXT" or self.content_blocks != 1:
+                raise _ValidationError("Invalid input request: the system prompt must be the first content")
+        elif self.content_blocks == 1:
+            raise _ValidationError("Invalid input request: the first content must be the SYSTEM prompt")
         if kind == "AUDIO":
+            if role != "USER":
+                raise _ValidationError("Invalid input request: audio input must have role USER")
+            _check_audio(body.get("audioInputConfiguration"), "audioInputConfiguration")
             if self.audio_content is not None:
                 raise _ValidationError("Invalid input request: audio content already open")
             self.audio_content = name
             self.audio_started = True
         elif kind == "TEXT":
+            if role not in ("SYSTEM", "USER", "ASSISTANT"):
+                raise _ValidationError(f"Invalid input request: role {role} for text content")
+            _check_media(body.get("textInputConfiguration"), "textInputConfiguration", "text/plain")
             interactive = bool(body.get("interactive"))
             if not interactive and role in ("USER", "ASSISTANT"):
                 if self.audio_started:
@@ -430,15 +578,22 @@ class _Stream:
             raise _ValidationError("Invalid input request: audioInput outside the open audio content")
         if any(b.get("type") == "TEXT" for b in self.open_blocks.values()):
             raise _ValidationError("Invalid input request: audio while a text block is open")
-        pcm = base64.b64decode(body.get("content") or "")
+        try:
+            pcm = base64.b64decode(body.get("content") or "", validate=True)
+        except ValueError:
+            raise _ValidationError("Invalid input request: audioInput content is not base64") from None
+        if len(pcm) % 2:
+            raise _ValidationError("Invalid input request: audio is not whole 16-bit samples")
         if _rms(pcm) >= self.emu.speech_rms:
             self.record.speech_frames += 1
         self._detect_turn(pcm)
 
     def _on_promptEnd(self, body: dict[str, Any]) -> None:
         self._check_prompt(body)
+        self.prompt_ended = True
 
     def _on_sessionEnd(self, body: dict[str, Any]) -> None:
+        self.ended = True
         self.record.input_closed = True
 
     # -- the "model"
@@ -447,16 +602,18 @@ class _Stream:
             return  # the model is answering; the script decides about interruptions
         if _rms(pcm) >= self.emu.speech_rms:
             self.speech_run += 1
-            self.quiet_run = 0
+            self.quiet_seconds = 0.0
             if self.speech_run >= self.emu.speech_frames:
                 self.heard_speech = True
         else:
             self.speech_run = 0
             if self.heard_speech:
-                self.quiet_run += 1
-                if self.quiet_run >= self.emu.end_silence_frames:
+                # The turn ends after the pause the session's endpointingSensitivity gives (or the test
+                # override), measured in audio time, not in frames.
+                self.quiet_seconds += len(pcm) / 2 / p.INPUT_RATE
+                if self.quiet_seconds + 1e-9 >= (self.pause_seconds or 0.0):
                     self.heard_speech = False
-                    self.quiet_run = 0
+                    self.quiet_seconds = 0.0
                     self._start_turn(text_input=None)
 
     def _start_turn(self, *, text_input: str | None) -> None:
@@ -469,6 +626,7 @@ class _Stream:
 
     async def _play(self, turn: Turn, *, from_text: bool) -> None:
         completion = str(uuid.uuid4())
+        self.last_completion = completion
         self.emit(p.completion_start(self.ids(completion)))
         if not from_text:
             ids = self.ids(completion, str(uuid.uuid4()))
@@ -492,11 +650,16 @@ class _Stream:
                 return
             elif isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
-        self.emit(p.completion_end(self.ids(completion), "END_TURN"))
+            elif isinstance(step, CutFrame):
+                self.cut_frame()
+                return
+        if self.emu.completion_end:
+            self.emit(p.completion_end(self.ids(completion), "END_TURN"))
 
-    def _usage(self, completion: str, text: str, audio_ms: int) -> None:
-        delta = {"input": {"speechTokens": 10, "textTokens": 2},
-                 "output": {"speechTokens": max(1, audio_ms // 40), "textTokens": len(text.split())}}
+    def _usage(self, completion: str | None, text: str, audio_ms: int, *, idle: bool = False) -> None:
+        self.last_usage = time.monotonic()
+        delta = {"input": {"speechTokens": 10, "textTokens": 0 if idle else 2},
+                 "output": {"speechTokens": 0 if idle else max(1, audio_ms // 40), "textTokens": len(text.split())}}
         for direction, kinds in delta.items():
             for kind, value in kinds.items():
                 self.totals[direction][kind] += value
@@ -553,7 +716,10 @@ class _Stream:
         self.tool_waiters[tool_use_id] = waiter
         self.issued_tool_ids.add(tool_use_id)
         self.emit(p.tool_use_content_start(ids))
-        self.emit(p.tool_use(ids, step.name, tool_use_id, step.args))
+        args: dict[str, Any] | str = step.args
+        if step.double_encoded or self.emu.double_encode_tool_args:
+            args = json.dumps(args if isinstance(args, str) else json.dumps(args))
+        self.emit(p.tool_use(ids, step.name, tool_use_id, args))
         self.emit(p.output_content_end(ids, "TOOL", "TOOL_USE"))
         try:
             return await asyncio.wait_for(waiter, step.timeout)
@@ -578,7 +744,7 @@ class _Stream:
             # Keep the HTTP/2 stream open until the client has closed its side (it does so as soon as it
             # sees an error or ends the session): hypercorn drops a finished stream's state at once and
             # then fails the whole connection on any DATA frame the client was still sending.
-            if not self.emu.stopping:
+            if not self.emu.stopping and not self.abrupt:
                 await asyncio.wait({reader, self.emu.stopping_event}, timeout=self.emu.input_close_grace_seconds,
                                    return_when=asyncio.FIRST_COMPLETED)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -601,6 +767,8 @@ class _Stream:
             if not self.finished:
                 try:
                     for outer in frames.feed(message.get("body", b"")):
+                        self.chain.verify(outer)
+                        self.record.verified_events = self.chain.verified_events
                         event = unwrap(outer)
                         if event is None:
                             self.record.input_closed = True
@@ -608,9 +776,19 @@ class _Stream:
                             self.on_event(event)
                 except _ValidationError as exc:
                     self.fail("validationException", str(exc))
+                except SigV4Error as exc:
+                    self.fail("validationException", f"Invalid event signature: {exc.message}")
                 except Exception as exc:
                     log.exception("emulator could not read the input stream")
                     self.fail("validationException", f"Invalid input request: {exc}")
+            else:
+                # The response has ended (an error, the limit): what the client still sends is not acted
+                # on, only recorded - a well-behaved client closes with promptEnd/sessionEnd.
+                with contextlib.suppress(Exception):
+                    for outer in frames.feed(message.get("body", b"")):
+                        event = unwrap(outer)
+                        if event is not None:
+                            self.record.after_end.append(p.parse(event)[0])
             if not message.get("more_body", False):
                 break
         # Input closed (after sessionEnd): like the service, stop generating and end the response.
@@ -627,6 +805,12 @@ class _Stream:
             idle = self.emu.idle_timeout_seconds
             if idle is not None and now - self.last_input >= idle:
                 self.fail("validationException", "Timed out waiting for input events")
+            every = self.emu.idle_usage_seconds
+            if every is not None and self.prompt_name and now - self.last_usage >= every and (
+                    self.turn_task is None or self.turn_task.done()):
+                # The service keeps reporting usage while nobody speaks (the input audio is billed).
+                self.last_usage = now
+                self._usage(self.last_completion, "", 0, idle=True)
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -634,18 +818,37 @@ class _Stream:
 class NovaSonicEmulator:
     """ASGI app emulating the Bedrock bidirectional-stream endpoint; ``serve()`` runs it over TLS."""
 
-    def __init__(self, script: Script | None = None, *, stream_limit_seconds: float | None = None,
-                 idle_timeout_seconds: float | None = None, speech_rms: float = 300.0, speech_frames: int = 3,
-                 end_silence_frames: int = 4, audio_chunk_ms: int = 100,
+    def __init__(self, script: Script | None = None, *, credentials: CredentialBook | None = None,
+                 region: str = "us-east-1", stream_limit_seconds: float | None = STREAM_LIMIT_SECONDS,
+                 idle_timeout_seconds: float | None = IDLE_TIMEOUT_SECONDS, turn_pause_seconds: float | None = None,
+                 idle_usage_seconds: float | None = 1.0, completion_end: bool = True,
+                 double_encode_tool_args: bool = False, max_concurrent_streams: int = 100,
+                 speech_rms: float = 300.0, speech_frames: int = 3, audio_chunk_ms: int = 100,
                  input_close_grace_seconds: float = 10.0) -> None:
+        """Service behaviour by default; each switch is a documented departure (docs/nova-sonic-emulator.md).
+
+        ``credentials``: the book every signature is verified against; None gives an empty book
+        (``self.credentials``) to add keys to - every request is verified, there is no unsigned mode.
+        ``turn_pause_seconds``: None (the service) takes the pause of the session's endpointingSensitivity;
+        tests set a short one explicitly. ``idle_usage_seconds``: usageEvent cadence while nobody speaks.
+        ``completion_end``: whether a completion ends with completionEnd (the docs list it; samples rarely
+        see it before the session ends) - test both.
+        """
         self.script = script or Script()
+        self.credentials = credentials if credentials is not None else CredentialBook()
+        self.region = region
         self.stream_limit_seconds = stream_limit_seconds
         self.idle_timeout_seconds = idle_timeout_seconds
+        self.turn_pause_seconds = turn_pause_seconds
+        self.idle_usage_seconds = idle_usage_seconds
+        self.completion_end = completion_end
+        self.double_encode_tool_args = double_encode_tool_args
+        self.max_concurrent_streams = max_concurrent_streams
         self.speech_rms = speech_rms
         self.speech_frames = speech_frames
-        self.end_silence_frames = end_silence_frames
         self.audio_chunk_ms = audio_chunk_ms
         self.input_close_grace_seconds = input_close_grace_seconds
+        self.refusals: list[SigV4Error] = []  # requests refused before a stream opened
         self.streams: list[StreamRecord] = []
         self.turns_played = 0
         self._faults: list[StreamFault] = []
@@ -694,15 +897,43 @@ class NovaSonicEmulator:
             await send({"type": "http.response.body", "body": body})
             return
         headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope.get("headers", [])}
-        record = StreamRecord(model_id=match.group("model"), headers=headers, opened_at=time.monotonic())
+        try:
+            verified = self._admit(scope, headers, match.group("model"))
+        except SigV4Error as refusal:
+            self.refusals.append(refusal)
+            await send({"type": "http.response.start", "status": refusal.status, "headers": [
+                *refusal.headers(), (b"x-amzn-requestid", str(uuid.uuid4()).encode())]})
+            await send({"type": "http.response.body", "body": refusal.body()})
+            return
+        record = StreamRecord(model_id=match.group("model"), headers=headers, opened_at=time.monotonic(),
+                              access_key_id=verified.credentials.access_key_id)
         self.streams.append(record)
         fault = self._faults.pop(0) if self._faults else None
-        stream = _Stream(self, record, fault)
+        stream = _Stream(self, record, fault, verified)
         self._live.add(stream)
         try:
             await stream.run(receive, send)
         finally:
             self._live.discard(stream)
+
+    def _admit(self, scope: dict[str, Any], headers: dict[str, str], model_id: str) -> VerifiedRequest:
+        """What the service checks before opening a stream: the signature first, then the request itself."""
+        if "host" not in headers:  # HTTP/2 carries it as :authority, which hypercorn does not pass on as host
+            server = scope.get("server") or ("127.0.0.1", 443)
+            headers = {**headers, "host": f"{server[0]}:{server[1]}"}
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        verified = verify_request(
+            method=scope["method"], path=raw_path.decode(), query=scope.get("query_string", b"").decode(),
+            headers=headers, book=self.credentials, service="bedrock", region=self.region)
+        if headers.get("x-amz-content-sha256") != EVENT_STREAM_PAYLOAD:
+            raise SigV4Error("InvalidSignatureException",
+                             f"x-amz-content-sha256 must be {EVENT_STREAM_PAYLOAD} for an event-stream request")
+        if headers.get("content-type") != "application/vnd.amazon.eventstream":
+            raise SigV4Error("ValidationException", "Invalid content type; expected application/vnd.amazon.eventstream",
+                             status=400)
+        if model_id.replace("%3A", ":") not in MODEL_IDS:
+            raise SigV4Error("ValidationException", "The provided model identifier is invalid.", status=400)
+        return verified
 
     @contextlib.asynccontextmanager
     async def serve(self, certfile: str, keyfile: str, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
@@ -723,6 +954,7 @@ class NovaSonicEmulator:
         config.errorlog = logging.getLogger("emulators.nova_sonic.hypercorn")
         config.graceful_timeout = 1.0
         config.keep_alive_timeout = 60.0
+        config.h2_max_concurrent_streams = self.max_concurrent_streams
         stop = asyncio.Event()
         self.stopping, self.stopping_event = False, asyncio.get_running_loop().create_future()
         task = asyncio.create_task(worker_serve(wrap_app(self, config.wsgi_max_body_size, "asgi"), config,
@@ -823,9 +1055,11 @@ def make_test_certificates(directory: str, *, host: str = "127.0.0.1") -> TestCe
 def main(argv: list[str] | None = None) -> None:
     """``python -m emulators.nova_sonic --tls-dir DIR``: serve until stdin closes or SIGTERM.
 
-    Prints one line ``READY <endpoint-url> <ca-file>`` once listening; point a runtime at it with
-    ``SPEECH_ENGINE=nova-sonic AWS_ENDPOINT_URL_BEDROCK_RUNTIME=<url> NOVA_SONIC_CA_BUNDLE=<ca-file>``.
-    Every user utterance is answered with the fallback line (there is no script on the command line).
+    Prints one line ``READY <endpoint-url> <ca-file> <access-key-id> <secret-access-key>`` once listening:
+    the emulator verifies every signature, and these long-term keys (minted at start, region us-east-1) are
+    the only ones it accepts. Point a runtime at it with ``SPEECH_ENGINE=nova-sonic
+    AWS_ENDPOINT_URL_BEDROCK_RUNTIME=<url> NOVA_SONIC_CA_BUNDLE=<ca-file> AWS_ACCESS_KEY_ID=<key>
+    AWS_SECRET_ACCESS_KEY=<secret>``. Every user utterance is answered with the fallback line.
     """
     import argparse
     import signal
@@ -833,19 +1067,22 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m emulators.nova_sonic")
     parser.add_argument("--tls-dir", required=True, help="where to write the throwaway CA and server cert")
-    parser.add_argument("--stream-limit", type=float, default=None, help="seconds before modelTimeoutException")
+    parser.add_argument("--stream-limit", type=float, default=STREAM_LIMIT_SECONDS,
+                        help="seconds before modelTimeoutException (the service: 480)")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         certs = make_test_certificates(args.tls_dir)
-        emulator = NovaSonicEmulator(Script(), stream_limit_seconds=args.stream_limit)
+        book = CredentialBook()
+        keys = book.issue(lifetime_seconds=None, temporary=False)
+        emulator = NovaSonicEmulator(Script(), credentials=book, stream_limit_seconds=args.stream_limit)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(4096) else None)
         async with emulator.serve(certs.cert_file, certs.key_file) as url:
-            print(f"READY {url} {certs.ca_file}", flush=True)
+            print(f"READY {url} {certs.ca_file} {keys.access_key_id} {keys.secret_access_key}", flush=True)
             await stop.wait()
 
     asyncio.run(serve())

@@ -5,7 +5,10 @@ Area fixtures live in each area's own ``tests/<area>/conftest.py``.
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,42 @@ ARTIFACTS = ROOT / "test-artifacts"
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+class _NeverRetrieved(logging.Handler):
+    """Collects asyncio's "Task/Future exception was never retrieved" reports, and tasks that were still
+    pending when the test's loop shut down and then failed ("unhandled exception during asyncio.run()
+    shutdown"): both are errors nobody handled.
+
+    asyncio logs them on the ``asyncio`` logger from the loop's default exception handler, often only when
+    the task is garbage-collected - long after the code that lost it ran - so the guard collects garbage at
+    every test's end to pin the report on the test that caused it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "exception was never retrieved" in message or "unhandled exception during asyncio.run() shutdown" in message:
+            detail = ""
+            if record.exc_info and record.exc_info[1] is not None:
+                detail = f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            self.reports.append(message.splitlines()[0] + detail)
+
+
+@pytest.fixture(autouse=True)
+def no_unretrieved_task_exceptions() -> Iterator[None]:
+    """Fail any test during which a task or future failed with nobody awaiting it (a lost error = silence)."""
+    gc.collect()  # earlier tests' garbage is reported (and blamed) there, not here
+    handler = _NeverRetrieved()
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(handler)
+    try:
+        yield
+        gc.collect()
+    finally:
+        asyncio_log.removeHandler(handler)
+    if handler.reports:
+        pytest.fail("asyncio reported lost task exceptions:\n" + "\n".join(handler.reports), pytrace=False)

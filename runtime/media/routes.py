@@ -33,18 +33,19 @@ OFFER_RATE_PER_SECOND = 1.0  # sustained new calls per client address
 OFFER_BURST = 20  # a household/office behind one NAT may start several calls at once
 
 LOCAL_VOICES = ["heart"]
-# Nova 2 Sonic voice ids (AWS Nova Sonic documentation / reference/nova-sonic.md §1.6).
+# Nova 2 Sonic voice ids, exactly the 16 of the Nova 2 language-support page
+# (https://docs.aws.amazon.com/nova/latest/nova2-userguide/sonic-language-support.html). The service refuses
+# any other id (ValidationException "Received invalid id"), so the offer refuses it first; "greta" is a Nova
+# Sonic v1 voice that Nova 2 does not have (its German feminine voice is "tina").
 NOVA_SONIC_VOICES = ["matthew", "tiffany", "amy", "olivia", "kiara", "arjun", "ambre", "florian",
-                     "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos", "carolina", "leo"]
+                     "beatrice", "lorenzo", "tina", "lennart", "lupe", "carlos", "carolina", "leo"]
 
 
 def voices_for(engine: str, default_voice: str) -> list[str]:
+    """The voices a caller may pick: never one the service would refuse, even if it is the configured default."""
     if engine == "local":
         return list(LOCAL_VOICES)
-    voices = list(NOVA_SONIC_VOICES)
-    if default_voice not in voices:
-        voices.insert(0, default_voice)
-    return voices
+    return list(NOVA_SONIC_VOICES)
 
 
 class MediaHub:

@@ -31,7 +31,13 @@ def _event(name: str, body: dict[str, Any]) -> NovaEvent:
 
 # --- input events (client -> model) ----------------------------------------------------------------
 
-def session_start(*, max_tokens: int = 1024, top_p: float = 0.9, temperature: float = 0.7,
+# Greedy decoding for tool use: AWS's tool-use guidance for Nova Sonic says "Set the value of temperature to 0
+# for tool use" (https://docs.aws.amazon.com/nova/latest/userguide/speech-tools-bp.html). This assistant's
+# turns exist to call the booking tools with exact arguments, so the session uses it throughout.
+TOOL_USE_TEMPERATURE = 0.0
+
+
+def session_start(*, max_tokens: int = 1024, top_p: float = 0.9, temperature: float = TOOL_USE_TEMPERATURE,
                   endpointing_sensitivity: str | None = "MEDIUM") -> NovaEvent:
     """Nova 2 takes endpointing under ``turnDetectionConfiguration``; flat placement is rejected."""
     body: dict[str, Any] = {

@@ -62,6 +62,10 @@ class SessionConfig:
 
     renew_after_seconds: float = 450.0  # open the next stream at 7.5 min ...
     renew_deadline_seconds: float = 470.0  # ... and hand over by then even without a turn boundary
+    # The service ends every stream at 8 minutes (ModelTimeoutException); a handover waiting for a running
+    # tool gives up waiting this long before that, so the old stream never reaches the limit.
+    stream_limit_seconds: float = 480.0
+    stream_limit_margin_seconds: float = 4.0
     max_attempts: int = 4  # consecutive failed reconnects before the session gives up
     backoff_initial_seconds: float = 0.25
     backoff_max_seconds: float = 4.0
@@ -71,6 +75,9 @@ class SessionConfig:
     max_queued_audio_seconds: float = 2.0  # caller audio waiting for the model; older frames are dropped
     tool_timeout_seconds: float = 20.0
     quiet_boundary_seconds: float = 1.0  # no model output this long (and no reply pending) = turn boundary
+    # (Re)connecting stops this long after the call's start or the failure, whatever the attempts left:
+    # the bound on how long a guest waits before hearing of a fault (docs/credentials-and-deadlines.md).
+    give_up_seconds: float = 12.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionConfig:
@@ -78,6 +85,7 @@ class SessionConfig:
             renew_after_seconds=settings.speech_renew_after_seconds,
             renew_deadline_seconds=settings.speech_renew_deadline_seconds,
             max_attempts=settings.speech_max_attempts,
+            give_up_seconds=settings.speech_give_up_seconds,
         )
 
     @property
@@ -427,9 +435,11 @@ class SpeechSession:
                     await self._retire(primed, graceful=True)
                     continue
                 self._next = primed
-            # Past the deadline, hand over even mid-reply - but never with a tool call in flight, whose
-            # result only the old stream can take (a stuck tool is bounded by tool_timeout_seconds).
-            forced = age >= cfg.renew_deadline_seconds and not self._tools_busy()
+            # Past the deadline, hand over even mid-reply - but not with a tool call in flight, whose
+            # result only the old stream can take, unless the stream is about to reach the service's
+            # 8-minute limit: then the new stream resumes the guest's request (the tool still completes).
+            at_limit = age >= cfg.stream_limit_seconds - cfg.stream_limit_margin_seconds
+            forced = age >= cfg.renew_deadline_seconds and (not self._tools_busy() or at_limit)
             boundary = self._at_turn_boundary()
             if self._active is active and (boundary or forced):
                 # Mid-reply, the new stream must answer the guest's last words itself.
@@ -482,10 +492,14 @@ class SpeechSession:
 
     async def _recover(self, failed: _Segment, exc: SpeechModelError) -> None:
         log.warning("speech stream failed: %s (%s)", exc, exc.code, extra={"session_id": self.session_id})
-        await self._retire(failed, graceful=False)
+        # Closed in the background: closing a dead stream may wait seconds on its connection, and that time
+        # must not come out of the bound on telling the guest (docs/credentials-and-deadlines.md). Gracefully:
+        # after a modelled error the input side is often still open, and the service expects promptEnd and
+        # sessionEnd there (a failed send is ignored; _retire bounds it to 2 s).
+        self._retire_later(failed, graceful=True)
         if self._next is not None:
             spare, self._next = self._next, None
-            await self._retire(spare, graceful=False)
+            self._retire_later(spare, graceful=False)
         try:
             try:
                 segment = await self._connect_with_retry(recovering=True, error=exc)
@@ -509,19 +523,28 @@ class SpeechSession:
         session survives any number of separate faults but never loops on a dead service.
         """
         cfg = self._config
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + cfg.give_up_seconds
         while True:
             if error is not None:
                 if not error.retryable or self._attempts >= cfg.max_attempts:
                     raise error
+                delay = min(cfg.backoff_max_seconds, cfg.backoff_initial_seconds * 2 ** self._attempts)
+                if loop.time() + delay >= give_up_at:
+                    raise error
                 self._attempts += 1
-                await asyncio.sleep(min(cfg.backoff_max_seconds,
-                                        cfg.backoff_initial_seconds * 2 ** (self._attempts - 1)))
+                await asyncio.sleep(delay)
             if self._ending:
                 raise SpeechModelError("the session has ended", code="session_ended", retryable=False)
             try:
-                return await self._connect(recovering=recovering)
+                async with asyncio.timeout_at(give_up_at):
+                    return await self._connect(recovering=recovering)
             except SpeechModelError as exc:
                 error = exc
+            except TimeoutError:
+                code = error.code if error is not None else "connect_timeout"
+                raise SpeechModelError(f"no model stream within {cfg.give_up_seconds:g} s", code=code,
+                                       retryable=False) from error
 
     async def _fail(self, exc: SpeechModelError) -> None:
         """A fault we cannot recover from: tell the caller, then end cleanly."""

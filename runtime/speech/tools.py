@@ -89,6 +89,10 @@ def _parse_args(content: str | None) -> dict[str, Any]:
         return {}
     try:
         args = json.loads(content)
+        # Nova Sonic now and then sends the arguments double-encoded: a JSON string holding the JSON object
+        # (livekit-plugins-aws handles the same case, tests/test_nova_sonic_tool_args.py). Unwrap once.
+        if isinstance(args, str) and args.strip().startswith("{"):
+            args = json.loads(args)
     except ValueError:
         raise ToolArgumentError("The tool arguments were not valid JSON.") from None
     if not isinstance(args, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from emulators.identity import CredentialBook, IssuedCredentials
 from emulators.nova_sonic import NovaSonicEmulator, Script, TestCertificates, make_test_certificates, tone
 from runtime.bookings.service import BookingService
 from runtime.settings import Settings
@@ -19,6 +21,20 @@ from runtime.stores.base import Store
 from runtime.stores.factory import make_store
 
 SECRET = "test-session-secret-0123456789"
+# The service's end-of-turn pause is 1.5-2 s (per endpointingSensitivity); the fast tests use this instead,
+# explicitly, so a conversation of a few turns takes well under a second. Tests of the pause itself pass
+# ``turn_pause_seconds=None`` (the service's value).
+TEST_TURN_PAUSE_SECONDS = 0.12
+
+
+def environment_credentials() -> CredentialBook:
+    """A book holding the keys the suite's environment signs with (tests/conftest.py sets them): the
+    emulator then verifies every signature of the default harness against them."""
+    book = CredentialBook()
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        book.add(IssuedCredentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+                                   os.environ.get("AWS_SESSION_TOKEN") or None))
+    return book
 
 
 class RecordingOutput:
@@ -109,10 +125,16 @@ class Harness:
 @pytest.fixture
 def harness(certs: TestCertificates, settings: Settings, store: Store, bookings: BookingService,
             monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """``async with harness(script, config=..., **emulator_options) as h`` - the production client path."""
+    """``async with harness(script, config=..., **emulator_options) as h`` - the production client path.
+
+    The emulator is strict (signatures, values, limits) as the service is; by default it accepts the
+    environment's keys (``credentials=`` another book to change that) and the test turn pause.
+    """
 
     @asynccontextmanager
     async def make(script: Script, *, config: SessionConfig = FAST, **options: Any) -> AsyncIterator[Harness]:
+        options.setdefault("credentials", environment_credentials())
+        options.setdefault("turn_pause_seconds", TEST_TURN_PAUSE_SECONDS)
         emulator = NovaSonicEmulator(script, **options)
         async with emulator.serve(certs.cert_file, certs.key_file) as url:
             monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)

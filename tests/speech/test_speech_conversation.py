@@ -71,10 +71,14 @@ async def test_spoken_booking_is_stored_confirmed_and_read_back(harness, store) 
 
 
 async def test_response_latency_counts_from_when_the_guest_stopped_talking(harness) -> None:
-    """The model reports a turn only after its own endpointing; the guest waits from their last word."""
-    quiet_frames = 20  # the emulator ends the turn after this many quiet frames (slow endpointing)
+    """The model reports a turn only after its own endpointing; the guest waits from their last word.
+
+    The emulator uses the service's pause here (``turn_pause_seconds=None``): MEDIUM sensitivity, the
+    runtime's default, is 1.75 s per the Nova 2 turn-taking documentation. The lenient emulator ended a turn
+    after four quiet frames (~0.13 s), so this bound could not hold against it.
+    """
     script = Script([Turn("a table for two", Say("Certainly.", audio_ms=200))])
-    async with harness(script, end_silence_frames=quiet_frames) as h:
+    async with harness(script, turn_pause_seconds=None) as h:
         session, out = await h.session()
         await speak(session)
         stopped_talking = time.monotonic()
@@ -83,8 +87,9 @@ async def test_response_latency_counts_from_when_the_guest_stopped_talking(harne
         await session.end("caller hung up")
 
     latency_ms = out.of_type("latency")[0]["endOfSpeechToAudioMs"]
-    frame_ms = 1000 * session._config.frame_seconds
+    [stream] = h.emulator.streams
+    assert stream.turn_pause_seconds == 1.75
     # At least the endpointing wait the emulator imposed (frames are paced in real time), and never more
     # than the wall time since the guest's last word.
-    assert latency_ms >= 0.9 * quiet_frames * frame_ms
+    assert latency_ms >= 0.9 * 1750
     assert latency_ms <= (seen - stopped_talking) * 1000 + 50

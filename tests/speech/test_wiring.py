@@ -9,7 +9,7 @@ from runtime.services import Overrides, build_services
 from runtime.speech.factory import make_speech_model
 from runtime.speech.nova_sonic import NovaSonicModel
 from runtime.speech.session import SessionManager
-from tests.speech.conftest import RecordingOutput, speak
+from tests.speech.conftest import TEST_TURN_PAUSE_SECONDS, RecordingOutput, environment_credentials, speak
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,7 +19,8 @@ def test_engine_setting_picks_the_model(settings) -> None:
 
 
 async def test_shutdown_ends_live_sessions_and_records_them(certs, settings, store, monkeypatch) -> None:
-    emulator = NovaSonicEmulator(Script([Turn("hello", Say("hi", 100))]))
+    emulator = NovaSonicEmulator(Script([Turn("hello", Say("hi", 100))]), credentials=environment_credentials(),
+                                 turn_pause_seconds=TEST_TURN_PAUSE_SECONDS)
     async with emulator.serve(certs.cert_file, certs.key_file) as url:
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
         monkeypatch.setenv("NOVA_SONIC_CA_BUNDLE", certs.ca_file)
