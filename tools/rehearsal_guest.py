@@ -46,6 +46,12 @@ async def book(base_url: str, within: float) -> dict[str, Any]:
             result["booking"] = booking.get("booking")
             result["booking_seconds_after_speaking"] = round(time.monotonic() - spoke, 2)
             await probe.wait_for_sound(25, within=10)
+            # A guest hangs up once the booking id has been read back, not at the booking message: the reply
+            # that reads it out is stored only when its final transcript arrives, after its audio.
+            booking_id = str((result["booking"] or {}).get("booking_id", ""))
+            await probe.wait_for_message(lambda m: m.get("type") == "transcript" and m.get("final") is True
+                                         and m.get("role") == "ASSISTANT" and booking_id in str(m.get("text")),
+                                         within=15)
             result["loud_frames"] = probe.received.loud_frames
             transport = probe.pc.getTransceivers()[0].receiver.transport.transport
             pair = transport._connection._nominated.get(1)  # aioice keeps the selected pair here only

@@ -1,4 +1,4 @@
-"""Builders and parsers for the Nova Sonic event protocol (reference/nova-sonic.md §1).
+"""Builders and parsers for the Nova Sonic event protocol (docs/nova-sonic.md).
 
 Every event is a plain dict ``{"event": {"<name>": {...}}}`` built here and serialised with
 ``json.dumps`` by the transport, never by string templates: guest speech and tool results contain
@@ -82,6 +82,20 @@ def text_input(prompt_name: str, content_name: str, text: str) -> NovaEvent:
 
 def content_end(prompt_name: str, content_name: str) -> NovaEvent:
     return _event("contentEnd", {"promptName": prompt_name, "contentName": content_name})
+
+
+def text_block(prompt_name: str, content_name: str, role: Role, chunks: list[str], *,
+               interactive: bool = False) -> list[NovaEvent]:
+    """One text content block: contentStart, one textInput per chunk (each at most 1 KB), contentEnd.
+
+    Interactive USER text is Nova 2's cross-modal input, a turn the model answers
+    (https://docs.aws.amazon.com/nova/latest/nova2-userguide/sonic-cross-modal.html). It goes after the audio
+    content has opened, and the three events must reach the service back to back: no audioInput may come in
+    between (the session holds the segment's send lock around them).
+    """
+    return [text_content_start(prompt_name, content_name, role, interactive=interactive),
+            *(text_input(prompt_name, content_name, chunk) for chunk in chunks),
+            content_end(prompt_name, content_name)]
 
 
 def audio_content_start(prompt_name: str, content_name: str, *, rate: int = INPUT_RATE) -> NovaEvent:
