@@ -63,6 +63,7 @@ class ScriptedStream:
 
 class ScriptedModel:
     name = "scripted"
+    greets_unprompted = False  # stands in for Nova Sonic, so it gets the greeting prompt too
 
     def __init__(self) -> None:
         self.streams: list[ScriptedStream] = []

@@ -7,7 +7,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-APT_PACKAGES=(chromium espeak-ng coturn sox iproute2)
+APT_PACKAGES=(chromium espeak-ng coturn sox iproute2 iptables)
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 

@@ -3,7 +3,7 @@
 The real SDK client (``runtime.speech.nova_sonic``) talks to it exactly as it talks to Bedrock, so tests
 and benches exercise signing, framing, the CRT transport and error mapping, not a mock of our own code.
 
-Wire behaviour (reference/nova-sonic.md §1.1, §3.3):
+Wire behaviour (docs/nova-sonic.md, docs/nova-sonic-emulator.md):
 
 - ``POST /model/{modelId}/invoke-with-bidirectional-stream`` over HTTP/2 only (the CRT client never
   does duplex on HTTP/1.1), served by hypercorn with TLS; the 200 with
@@ -214,6 +214,7 @@ class StreamRecord:
     verified_events: int = 0  # input envelopes whose chunk signature was verified
     turn_pause_seconds: float | None = None  # the end-of-turn pause applied on this stream
     after_end: list[str] = field(default_factory=list)  # event names received after the response ended
+    text_inputs: list[str] = field(default_factory=list)  # interactive (cross-modal) USER texts received
 
     def names(self) -> list[str]:
         return [name for name, _ in self.events]
@@ -376,6 +377,7 @@ class _Stream:
         self.started = False
         self.audio_content: str | None = None
         self.audio_started = False
+        self.user_input_started = False  # interactive input (audio or cross-modal text) has begun
         self.open_blocks: dict[str, dict[str, Any]] = {}
         self.history_bytes = 0
         self.history_messages = 0
@@ -509,13 +511,22 @@ class _Stream:
                 raise _ValidationError("Invalid input request: audio content already open")
             self.audio_content = name
             self.audio_started = True
+            self.user_input_started = True
         elif kind == "TEXT":
             if role not in ("SYSTEM", "USER", "ASSISTANT"):
                 raise _ValidationError(f"Invalid input request: role {role} for text content")
             _check_media(body.get("textInputConfiguration"), "textInputConfiguration", "text/plain")
             interactive = bool(body.get("interactive"))
+            if interactive and role == "USER":
+                # Cross-modal input (Nova 2 only) "requires an active streaming session": the audio content
+                # must be open. Whether the service refuses text before it is not documented; refused here.
+                if self.record.model_id != NOVA_2_SONIC:
+                    raise _ValidationError("Invalid input request: cross-modal text input is not supported")
+                if self.audio_content is None:
+                    raise _ValidationError("Invalid input request: interactive text needs an open audio content")
+                self.user_input_started = True
             if not interactive and role in ("USER", "ASSISTANT"):
-                if self.audio_started:
+                if self.user_input_started:
                     raise _ValidationError("Chat history should be sent completely before streaming audio.")
                 if self.history_messages == 0 and role != "USER":
                     raise _ValidationError("Chat history must start with a USER message.")
@@ -570,7 +581,9 @@ class _Stream:
             if waiter is not None and not waiter.done():
                 waiter.set_result(result)
         elif block.get("type") == "TEXT" and block.get("interactive") and block.get("role") == "USER":
-            self._start_turn(text_input="".join(block["_text"]))
+            text = "".join(block["_text"])
+            self.record.text_inputs.append(text)
+            self._start_turn(text_input=text)
 
     def _on_audioInput(self, body: dict[str, Any]) -> None:
         self._check_prompt(body)
@@ -622,16 +635,17 @@ class _Stream:
         turn = self.emu.next_turn()
         if turn is None:
             return
-        self.turn_task = asyncio.create_task(self._play(turn, from_text=text_input is not None))
+        self.turn_task = asyncio.create_task(self._play(turn, text_input=text_input))
 
-    async def _play(self, turn: Turn, *, from_text: bool) -> None:
+    async def _play(self, turn: Turn, *, text_input: str | None) -> None:
         completion = str(uuid.uuid4())
         self.last_completion = completion
         self.emit(p.completion_start(self.ids(completion)))
-        if not from_text:
+        heard = turn.user_text if text_input is None else (text_input if self.emu.echo_text_input else None)
+        if heard is not None:
             ids = self.ids(completion, str(uuid.uuid4()))
             self.emit(p.text_output_content_start(ids, "USER", "FINAL"))
-            self.emit(p.text_output(ids, "USER", turn.user_text))
+            self.emit(p.text_output(ids, "USER", heard))
             self.emit(p.output_content_end(ids, "TEXT", "END_TURN"))
         last_result: Any = None
         for step in turn.steps:
@@ -824,7 +838,7 @@ class NovaSonicEmulator:
                  idle_usage_seconds: float | None = 1.0, completion_end: bool = True,
                  double_encode_tool_args: bool = False, max_concurrent_streams: int = 100,
                  speech_rms: float = 300.0, speech_frames: int = 3, audio_chunk_ms: int = 100,
-                 input_close_grace_seconds: float = 10.0) -> None:
+                 input_close_grace_seconds: float = 10.0, echo_text_input: bool = False) -> None:
         """Service behaviour by default; each switch is a documented departure (docs/nova-sonic-emulator.md).
 
         ``credentials``: the book every signature is verified against; None gives an empty book
@@ -833,6 +847,8 @@ class NovaSonicEmulator:
         tests set a short one explicitly. ``idle_usage_seconds``: usageEvent cadence while nobody speaks.
         ``completion_end``: whether a completion ends with completionEnd (the docs list it; samples rarely
         see it before the session ends) - test both.
+        ``echo_text_input``: whether a turn started by interactive (cross-modal) text begins with that text as
+        a USER transcript, as a turn started by speech does. The docs do not say - test both.
         """
         self.script = script or Script()
         self.credentials = credentials if credentials is not None else CredentialBook()
@@ -848,6 +864,7 @@ class NovaSonicEmulator:
         self.speech_frames = speech_frames
         self.audio_chunk_ms = audio_chunk_ms
         self.input_close_grace_seconds = input_close_grace_seconds
+        self.echo_text_input = echo_text_input
         self.refusals: list[SigV4Error] = []  # requests refused before a stream opened
         self.streams: list[StreamRecord] = []
         self.turns_played = 0
@@ -1059,7 +1076,8 @@ def main(argv: list[str] | None = None) -> None:
     the emulator verifies every signature, and these long-term keys (minted at start, region us-east-1) are
     the only ones it accepts. Point a runtime at it with ``SPEECH_ENGINE=nova-sonic
     AWS_ENDPOINT_URL_BEDROCK_RUNTIME=<url> NOVA_SONIC_CA_BUNDLE=<ca-file> AWS_ACCESS_KEY_ID=<key>
-    AWS_SECRET_ACCESS_KEY=<secret>``. Every user utterance is answered with the fallback line.
+    AWS_SECRET_ACCESS_KEY=<secret>``. The first turn (the runtime's greeting prompt, docs/greeting.md) is
+    answered with a greeting, every later one with the fallback line.
     """
     import argparse
     import signal
@@ -1075,7 +1093,8 @@ def main(argv: list[str] | None = None) -> None:
         certs = make_test_certificates(args.tls_dir)
         book = CredentialBook()
         keys = book.issue(lifetime_seconds=None, temporary=False)
-        emulator = NovaSonicEmulator(Script(), credentials=book, stream_limit_seconds=args.stream_limit)
+        script = Script([Turn("(the greeting prompt)", Say("Hello, thanks for calling. How can I help you today?"))])
+        emulator = NovaSonicEmulator(script, credentials=book, stream_limit_seconds=args.stream_limit)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)

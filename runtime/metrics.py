@@ -22,6 +22,10 @@ RESPONSE_LATENCY = Histogram(
     buckets=(0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0),
 )
 MODEL_TOKENS = Counter("speech_model_tokens_total", "Tokens reported by the speech model", ["direction", "kind"])
+SPEECH_FAILOVERS = Counter("speech_failovers_total", "Sessions moved to the fallback engine (docs/failover.md)",
+                           ["reason"])
+SPEECH_BREAKER_TRANSITIONS = Counter("speech_breaker_transitions_total",
+                                     "Nova Sonic circuit-breaker state changes", ["state"])
 EVENTS_PUBLISHED = Counter("events_published_total", "Real-time events published", ["namespace"])
 
 

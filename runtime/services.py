@@ -43,6 +43,7 @@ class Services:
     gateway: Any = None  # runtime.events.gateway.EventsGateway (standalone) or None (AWS)
     speech_model: Any = None  # runtime.speech.model.SpeechModel
     sessions: Any = None  # runtime.speech.ports.SessionFactory
+    failover: Any = None  # runtime.speech.failover.Failover when SPEECH_FALLBACK_ENGINE is set
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _warm_up: asyncio.Task[None] | None = None
 
@@ -54,8 +55,11 @@ class Services:
         """Load the speech engine's models in the background (once); readiness waits for it.
 
         Started by ``serve`` at start-up and by the first readiness probe otherwise, so a load balancer
-        only routes callers to a process whose first call will not pay the model load.
+        only routes callers to a process whose first call will not pay the model load. A configured
+        fallback engine is loaded alongside, without holding up readiness (docs/failover.md).
         """
+        if self.failover is not None:
+            self.failover.warm_up()
         warm_up = getattr(self.speech_model, "warm_up", None)
         if warm_up is None or self._warm_up is not None:
             return
@@ -142,12 +146,16 @@ async def build_services(settings: Settings, overrides: Overrides | None = None)
 
     # --- speech: model + session manager --------------------------------------------------------
     from runtime.speech.factory import make_speech_model
+    from runtime.speech.failover import make_failover
     from runtime.speech.session import SessionManager
 
     services.speech_model = overrides.speech_model or make_speech_model(settings)
     services.on_close(services.speech_model.close)  # runs after the sessions below are closed
+    services.failover = overrides.extra.get("failover") or make_failover(settings)
+    if services.failover is not None:
+        services.on_close(services.failover.close)
     services.sessions = SessionManager(services.speech_model, services.bookings, store, settings,
-                                       session_secret=session_secret)
+                                       session_secret=session_secret, failover=services.failover)
     services.on_close(lambda: services.sessions.close_all("shutdown"))
     if settings.speech_warm_up:
         services.start_warm_up()

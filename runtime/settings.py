@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     endpointing_sensitivity: Literal["HIGH", "MEDIUM", "LOW"] = "MEDIUM"
     max_sessions_per_process: int = Field(25, ge=1, le=1000)
     speech_warm_up: bool = Field(False, description="load speech models at start-up (`serve` turns it on)")
+    speech_greet_first: bool = Field(
+        True, description="Nova Sonic greets the guest in the restaurant's name when a call starts, asked with a "
+        "cross-modal text prompt (docs/greeting.md); the offline engine always greets by itself")
     # Nova Sonic closes a stream after 8 minutes: open the next one ahead of time and hand over at a turn
     # boundary after `renew_after`, forcing the handover by `renew_deadline` even mid-reply.
     speech_renew_after_seconds: float = Field(450.0, gt=0)
@@ -101,6 +104,21 @@ class Settings(BaseSettings):
         "TLS and signature)")
     aws_credentials_timeout_seconds: float = Field(
         4.0, gt=0, le=60, description="one credential resolution or refresh (container endpoint, IMDS, SSO...)")
+
+    # Engine failover (docs/failover.md): when Nova Sonic cannot give a session a stream within the bounds
+    # above, the session goes on with the offline engine; a circuit breaker sends new sessions straight to it
+    # for a cool-down after repeated refusals, then lets one probe session try Nova Sonic again.
+    speech_fallback_engine: Literal["local"] | None = Field(
+        None, description="engine a Nova Sonic session fails over to when no stream can be (re)opened; "
+        "unset: the guest gets the error message")
+    speech_breaker_failures: int = Field(
+        3, ge=1, le=1000, description="sessions refused a Nova Sonic stream within the window that open the "
+        "circuit breaker")
+    speech_breaker_window_seconds: float = Field(
+        60.0, gt=0, le=3600, description="window in which refused sessions are counted for the breaker")
+    speech_breaker_cooldown_seconds: float = Field(
+        30.0, gt=0, le=3600, description="how long an open breaker sends new sessions straight to the fallback "
+        "engine before one probe session tries Nova Sonic again")
 
     # --- real-time events -----------------------------------------------------------------------
     appsync_endpoint: str | None = Field(None, description="AppSync Events HTTP endpoint (cloud mode)")
@@ -122,6 +140,12 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("speech_fallback_engine", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable (a template's "SPEECH_FALLBACK_ENGINE=") means no fallback, not a typo.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("restaurant_timezone")
     @classmethod

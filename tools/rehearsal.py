@@ -336,6 +336,8 @@ def booking_script(guest_name: str) -> Any:
 
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     return Script([
+        # The runtime asks the model to greet first (docs/greeting.md): that text prompt is the first turn.
+        Turn("(the greeting prompt)", Say("Welcome to Nova Bistro. How can I help you today?", 1500)),
         Turn(f"I'd like a table for two tomorrow at seven pm, the name is {guest_name}",
              CallTool("create_restaurant_booking",
                       {"name": guest_name, "date": tomorrow, "hour": "19:00", "num_guests": 2}),

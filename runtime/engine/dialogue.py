@@ -113,6 +113,12 @@ class DialogueManager:
         self._last_reply = reply
         return reply
 
+    def next_question(self) -> str:
+        """The question the conversation is waiting on (after a restore), kept for "say that again"."""
+        reply = self._prompt()
+        self._last_reply = reply
+        return reply
+
     def restore(self, history: list[tuple[str, str]]) -> None:
         """Rebuild the booking in progress from replayed history (a renewed stream), calling no tools.
 

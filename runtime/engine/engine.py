@@ -81,10 +81,18 @@ class _TextTurn:
     text: str
 
 
+@dataclass(slots=True)
+class _Notice:
+    """``StreamOptions.notice``: said before anything else (the session core's failover notice)."""
+
+    text: str
+
+
 class OfflineEngine:
     """``SpeechModel`` "local": pocketsphinx ASR + slot-filling dialogue + hibari TTS."""
 
     name = "local"
+    greets_unprompted = True  # a stream with no history greets on its own (``_Greet``)
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -144,7 +152,7 @@ class OfflineStream:
         self._options = options
         self._out: asyncio.Queue[NovaEvent | SpeechModelError | None] = asyncio.Queue()
         self._audio: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._turns: asyncio.Queue[_Greet | _TextTurn | Utterance] = asyncio.Queue()
+        self._turns: asyncio.Queue[_Greet | _Notice | _TextTurn | Utterance] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._finished = False
@@ -236,6 +244,8 @@ class OfflineStream:
         kind, role = body.get("type"), body.get("role")
         if kind == "AUDIO" and role == "USER" and not self._greeted:
             self._greeted = True
+            if self._options.notice:
+                self._turns.put_nowait(_Notice(self._options.notice))
             if self._history:  # a renewed stream: carry on the conversation instead of greeting again
                 self.dialogue.restore(self._history)
                 self._recognizer.search = self.dialogue.search
@@ -387,7 +397,17 @@ class OfflineStream:
             log.exception("offline engine: dialogue failed")
             self._fail("the dialogue failed")
 
-    async def _handle_turn(self, turn: _Greet | _TextTurn | Utterance) -> None:
+    async def _handle_turn(self, turn: _Greet | _Notice | _TextTurn | Utterance) -> None:
+        if isinstance(turn, _Notice):
+            self._completion_id = str(uuid.uuid4())
+            self._emit("completionStart", {"completionId": self._completion_id})
+            text = turn.text
+            if self._history and self._turns.empty():
+                # Taking over a conversation with nothing left to answer: say where it stands, so the
+                # guest knows what to say next (a pending question would be answered right after instead).
+                text = f"{text} {self.dialogue.next_question()}"
+            await self._say(text)
+            return
         if isinstance(turn, _Greet):
             self._completion_id = str(uuid.uuid4())
             self._emit("completionStart", {"completionId": self._completion_id})

@@ -1,4 +1,4 @@
-"""HTTP surface of the media area: ``POST /api/webrtc/offer`` and WebSocket ``/ws/audio``.
+"""HTTP surface of the media area: ``POST /api/webrtc/offer``, WebSocket ``/ws/audio`` and ``/ws/probe``.
 
 Per-process state (live calls, the offer rate limiter, an optional session-factory override used by
 tests and the bench) lives in one ``MediaHub`` on ``app.state.media``; shutdown hangs up every call.
@@ -180,6 +180,24 @@ async def ws_audio(websocket: WebSocket) -> None:
         hub.ws_calls -= 1
 
 
+async def ws_probe(websocket: WebSocket) -> None:
+    """WebSocket ``/ws/probe``: the web app's connectivity check (does a WebSocket get through to here?).
+
+    Same host and ``/ws/`` prefix as ``/ws/audio``, so it crosses the same proxies and load-balancer
+    rules, but it starts no voice session and holds nothing: accept, one text frame, close. Not rate
+    limited with the calls, so a check never uses up the guest's budget for starting a call.
+    """
+    settings = websocket.app.state.settings
+    try:
+        check_origin(websocket, settings.allowed_origins, trust_proxy_headers=settings.trust_proxy_headers)
+    except ApiError as exc:
+        await _deny(websocket, exc)
+        return
+    await websocket.accept()
+    await websocket.send_text(json.dumps({"type": "probe", "ok": True}))
+    await websocket.close(1000)
+
+
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:
     """Refuse before accepting: an HTTP error response if the server supports it, else close 1013/1008."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
@@ -194,4 +212,5 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/api/webrtc/offer", webrtc_offer, methods=["POST"]),
         WebSocketRoute("/ws/audio", ws_audio),
+        WebSocketRoute("/ws/probe", ws_probe),
     ]

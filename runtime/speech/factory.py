@@ -18,3 +18,10 @@ def make_speech_model(settings: Settings) -> SpeechModel:
     from runtime.engine import OfflineEngine  # the embedded offline engine (standalone mode)
 
     return OfflineEngine(settings)
+
+
+def make_fallback_model(settings: Settings) -> SpeechModel:
+    """The engine ``SPEECH_FALLBACK_ENGINE`` names ("local", the only one), made when first needed."""
+    from runtime.engine import OfflineEngine
+
+    return OfflineEngine(settings)

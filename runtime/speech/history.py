@@ -60,13 +60,20 @@ def _merged(turns: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def build_history(turns: Iterable[tuple[str, str]], *, max_total: int = MAX_TOTAL_BYTES,
-                  max_chunk: int = MAX_CHUNK_BYTES) -> list[HistoryMessage]:
+                  max_chunk: int = MAX_CHUNK_BYTES, lead_in: str | None = None) -> list[HistoryMessage]:
     """Normalise (role, text) turns, oldest first, into messages the service accepts.
 
     Keeps the most recent messages that fit in ``max_total`` bytes; a single message larger than the
     whole budget keeps only its tail. The result starts with USER and alternates roles.
+
+    ``lead_in``: a conversation the assistant opened (it greeted first, docs/greeting.md) starts with an
+    ASSISTANT message, which the service refuses as the first of a history. With a lead-in, that opening
+    message is kept behind a USER message holding ``lead_in`` instead of being dropped; without one (or
+    once trimming has cut the opening), leading ASSISTANT messages are dropped as before.
     """
     merged = _merged(turns)
+    if lead_in and lead_in.strip() and merged and merged[0][0] == "ASSISTANT":
+        merged.insert(0, ("USER", lead_in.strip()))
     kept: list[tuple[str, str]] = []
     budget = max_total
     for role, text in reversed(merged):

@@ -51,6 +51,9 @@ class StreamOptions:
     """Per-stream knobs the session core passes when opening a stream."""
 
     session_id: str
+    # A short line the engine speaks before anything else on this stream (the failover notice). Only the
+    # offline engine honours it; Nova Sonic has no such input and never gets one (docs/failover.md).
+    notice: str | None = None
 
 
 @runtime_checkable
@@ -58,6 +61,11 @@ class SpeechModel(Protocol):
     """A factory of duplex event streams; one per conversation segment (renewal opens another)."""
 
     name: str  # "nova-sonic" | "local" | "scripted"
+    # Whether the engine opens a new conversation with a greeting of its own (the offline engine does).
+    # When False (Nova 2 Sonic, which only ever answers input), the session asks for the greeting with a
+    # cross-modal text prompt at the start of a call (docs/greeting.md); an engine that greets by itself
+    # must never get that prompt, or the guest would be greeted twice.
+    greets_unprompted: bool
 
     async def open(self, options: StreamOptions) -> SpeechStream: ...
 

@@ -1,6 +1,6 @@
 """Amazon Nova Sonic over Bedrock bidirectional streaming (aws-sdk-bedrock-runtime 0.12).
 
-SDK 0.12 facts this module is built around (reference/nova-sonic.md §3):
+SDK 0.12 facts this module is built around (docs/nova-sonic.md):
 
 - ``AsyncBedrockRuntimeConfig.resolve`` is the only way to make a config; the default transport
   (aiohttp) cannot do duplex streams, so the CRT transport is passed explicitly.
@@ -440,6 +440,7 @@ class NovaSonicModel:
     """
 
     name = "nova-sonic"
+    greets_unprompted = False  # it only answers input: the session asks it to greet (docs/greeting.md)
 
     def __init__(self, settings: Settings, *, ca_file: str | None = None, endpoint_uri: str | None = None,
                  connect_timeout_ms: int | None = None, response_timeout: float | None = None,

@@ -34,3 +34,35 @@ def system_prompt(settings: Settings) -> str:
         "Never invent booking ids, availability or opening hours; only state what the tools return. "
         "If the guest asks about anything unrelated to the restaurant, politely steer back to bookings."
     )
+
+
+# --- the assistant speaks first (docs/greeting.md) -------------------------------------------------
+#
+# Nova 2 Sonic answers input, it never starts on its own. Its cross-modal input is documented for exactly this:
+# '"Model-start-first" use case: A text message can be sent immediately after the session starts to prompt the
+# model to begin speaking' (https://docs.aws.amazon.com/nova/latest/nova2-userguide/sonic-cross-modal.html).
+# The session sends ``greeting_request`` once, as an interactive USER text block right after the audio content
+# opens, the way the official sample sends typed text (aws-samples/amazon-nova-samples,
+# speech-to-speech/amazon-nova-2-sonic/sample-codes/console-python/nova_sonic_with_text.py).
+#
+# Both texts are stage directions in brackets, not words put in the guest's mouth: neither is ever stored or
+# shown as a guest turn.
+
+
+def greeting_request(settings: Settings) -> str:
+    """The kick-off text: the guest has said nothing yet, so the model is told what happened and what to do."""
+    return (
+        f"[The guest has just connected to the voice line of {settings.restaurant_name} and has not said anything "
+        f"yet. Greet them first, in one short, warm sentence that names {settings.restaurant_name}, and ask how "
+        "you can help.]"
+    )
+
+
+def greeting_history_note(settings: Settings) -> str:
+    """What a renewed stream's history says in place of the kick-off.
+
+    The service wants history to begin with a USER message, and a conversation the assistant opened begins
+    with the ASSISTANT greeting; this note goes before it. It states what happened and asks for nothing, so
+    a new stream that reads it does not greet again.
+    """
+    return f"[The guest connected to the voice line of {settings.restaurant_name}; the assistant greeted them.]"

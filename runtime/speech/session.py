@@ -9,7 +9,8 @@ A conversation is a chain of *segments*, one model stream each:
 
 - start: sessionStart, promptStart (tools, voice), system prompt, then history (empty at first), the
   interactive audio block, and continuous ~32 ms audioInput frames - silence when the caller is quiet,
-  because the service times out an idle input stream.
+  because the service times out an idle input stream. While nothing has been said yet, a model that does
+  not greet by itself (Nova Sonic) is asked to, with one interactive text block (docs/greeting.md).
 - renewal: at ``renew_after_seconds`` the next stream is opened and primed in the background; it takes
   over at the next turn boundary (after the assistant's completion, never mid-utterance) or, failing
   that, at ``renew_deadline_seconds``. It gets the history (≤40 KB) and the caller audio of the last
@@ -44,10 +45,11 @@ from runtime.auth import mint_session_token
 from runtime.errors import Unavailable, ValidationFailed
 from runtime.settings import Settings
 from runtime.speech import protocol as p
+from runtime.speech.failover import BREAKER_NOTICE, FAILOVER_NOTICE, Failover
 from runtime.speech.history import build_history, split_utf8
 from runtime.speech.model import SpeechModel, SpeechModelError, SpeechStream, StreamOptions
 from runtime.speech.ports import INPUT_RATE, SessionOutput
-from runtime.speech.prompt import system_prompt
+from runtime.speech.prompt import greeting_history_note, greeting_request, system_prompt
 from runtime.speech.tools import ToolOutcome, ToolRunner, tool_specs
 from runtime.stores.base import SessionRecord, Store
 
@@ -136,6 +138,7 @@ class _Segment:
         self.tool_uses: dict[str, tuple[str, str, str | None]] = {}
         self.last_audio_content: str | None = None
         self.dropped_audio: set[str] = set()
+        self.prompted: list[str] = []  # interactive texts sent here, never to be stored again if echoed back
         self.usage: dict[str, int] = {}
 
     async def send(self, event: p.NovaEvent) -> None:
@@ -167,6 +170,10 @@ class SpeechSession:
         self._tools = ToolRunner(manager.bookings, session_id=self.session_id)
         self._specs = tool_specs(self._settings.max_party_size)
         self._prompt = system_prompt(self._settings)
+        # The assistant speaks first (docs/greeting.md): the text that asks a model which only answers input to
+        # greet, and whether it was asked - then a renewed stream's history needs a note before the greeting.
+        self._greeting_prompt = greeting_request(self._settings)
+        self._greeting_asked = False
         self.created_at = _utc_now()
         self._started = False
         self._ended = False
@@ -199,6 +206,9 @@ class SpeechSession:
         self._attempts = 0
         self._recovering = False
         self._retired_usage: dict[str, int] = {}
+        self._notice: str | None = None  # spoken first by the next stream (set by a failover)
+        self.fallback_reason: str | None = None  # why this session runs on the fallback engine, if it does
+        self._probe = False  # this session is the circuit breaker's half-open probe, outcome not known yet
         self.renewals = 0
         self.recoveries = 0
         self._pump: asyncio.Task[None] | None = None
@@ -232,7 +242,7 @@ class SpeechSession:
         await self._put_record("active")
         self._writer = asyncio.create_task(self._write_turns(), name=f"turns-{self.session_id}")
         try:
-            segment = await self._connect_with_retry(recovering=False)
+            segment = await self._connect_first()
         except SpeechModelError as exc:
             await self._report_error(exc)
             await self.end(f"error:{exc.code}")
@@ -291,6 +301,8 @@ class SpeechSession:
             if self._started:
                 await self._put_record("ended")
         finally:
+            if self._probe and self._manager.failover is not None:  # hung up before the probe told anything
+                self._manager.failover.breaker.release_probe()
             if self._started:
                 metrics.SESSIONS_ACTIVE.labels(transport=self.transport).dec()
             self._ended = True
@@ -306,7 +318,7 @@ class SpeechSession:
     async def _open_segment(self) -> _Segment:
         """Open a stream and send everything up to the system prompt (the part that never changes)."""
         try:
-            stream = await self._model.open(StreamOptions(session_id=self.session_id))
+            stream = await self._model.open(StreamOptions(session_id=self.session_id, notice=self._notice))
         except SpeechModelError:
             raise
         except Exception as exc:
@@ -343,9 +355,14 @@ class SpeechSession:
         if recovering and turns and turns[-1][0] == "USER":
             # Nobody answered the last thing the guest said: ask again as interactive text (Nova 2).
             pending_user = turns.pop()[1]
+        # Nobody has said anything yet: ask the model to greet, unless it greets by itself (the offline engine),
+        # which would greet twice. Once the greeting is in the history, renewals and recoveries replay it instead.
+        asks = self._settings.speech_greet_first and not self._model.greets_unprompted
+        greet = asks and not self.history and pending_user is None
+        lead_in = greeting_history_note(self._settings) if asks and self._greeting_asked else None
         name = segment.prompt_name
         async with segment.lock:
-            for message in build_history(turns):
+            for message in build_history(turns, lead_in=lead_in):
                 content = str(uuid.uuid4())
                 await segment.send(p.text_content_start(name, content, message.role))  # type: ignore[arg-type]
                 for chunk in message.chunks:
@@ -359,6 +376,13 @@ class SpeechSession:
                 for chunk in split_utf8(pending_user):
                     await segment.send(p.text_input(name, content, chunk))
                 await segment.send(p.content_end(name, content))
+                segment.prompted.append(pending_user)
+            elif greet:
+                content = str(uuid.uuid4())
+                for event in p.text_block(name, content, "USER", split_utf8(self._greeting_prompt), interactive=True):
+                    await segment.send(event)
+                segment.prompted.append(self._greeting_prompt)
+                self._greeting_asked = True
             for frame in list(self._replay):
                 await segment.send(p.audio_input(name, segment.audio_content, frame))
 
@@ -502,7 +526,12 @@ class SpeechSession:
             self._retire_later(spare, graceful=False)
         try:
             try:
-                segment = await self._connect_with_retry(recovering=True, error=exc)
+                try:
+                    segment = await self._connect_with_retry(recovering=True, error=exc)
+                except SpeechModelError as final:
+                    if not self._can_fail_over(final):
+                        raise
+                    segment = await self._fail_over(final.code, recovering=True)
             except SpeechModelError as final:
                 await self._fail(final)
                 return
@@ -546,6 +575,65 @@ class SpeechSession:
                 raise SpeechModelError(f"no model stream within {cfg.give_up_seconds:g} s", code=code,
                                        retryable=False) from error
 
+    # --- failover (docs/failover.md) -----------------------------------------------------------------
+
+    async def _connect_first(self) -> _Segment:
+        """The call's first stream: Nova Sonic unless the breaker is open, the fallback if that fails."""
+        failover = self._manager.failover
+        if failover is None:
+            return await self._connect_with_retry(recovering=False)
+        verdict = failover.breaker.admit()
+        if verdict == "skip":
+            return await self._fail_over("circuit_open", recovering=False)
+        self._probe = verdict == "probe"
+        try:
+            # Success is recorded when a stream first produces output (_primary_proven): a stream whose
+            # headers arrive and which then fails with throttlingException at once is a refusal too.
+            return await self._connect_with_retry(recovering=False)
+        except SpeechModelError as exc:
+            if not self._can_fail_over(exc):
+                raise
+            return await self._fail_over(exc.code, recovering=False)
+
+    def _primary_proven(self) -> None:
+        failover = self._manager.failover
+        if failover is not None and self.fallback_reason is None:
+            self._probe = False
+            failover.breaker.record_success()
+
+    def _can_fail_over(self, exc: SpeechModelError) -> bool:
+        """Faults of the service or its reach fail over; our own bad input and a hang-up do not."""
+        failover = self._manager.failover
+        return (failover is not None and not self._ending and self.fallback_reason is None
+                and exc.code not in {"session_ended", "validation_error"})
+
+    async def _fail_over(self, reason: str, *, recovering: bool) -> _Segment:
+        """Go on with the fallback engine: same session, transcript, tools; history as its context."""
+        failover: Failover | None = self._manager.failover
+        assert failover is not None  # callers check _can_fail_over / the breaker first
+        if reason != "circuit_open":
+            self._probe = False
+            failover.breaker.record_failure()
+        try:
+            failover.warm_up()
+            self._model = failover.model
+        except Exception as exc:  # the fallback cannot even be made: the guest gets the error, never silence
+            log.exception("the fallback engine could not be started", extra={"session_id": self.session_id})
+            raise SpeechModelError("the fallback engine could not be started", code="fallback_unavailable",
+                                   retryable=False) from exc
+        self.fallback_reason = reason
+        self._attempts = 0
+        self._notice = FAILOVER_NOTICE if self.history else BREAKER_NOTICE
+        metrics.SPEECH_FAILOVERS.labels(reason=reason).inc()
+        log.warning("speech session failing over to the %s engine (%s)", self._model.name, reason,
+                    extra={"session_id": self.session_id, "reason": reason, "turns": len(self.history)})
+        segment = await self._connect_with_retry(recovering=recovering)
+        self._notice = None  # spoken once: renewals on the fallback carry on without it
+        await self._send({"type": "status", "state": self._status or "listening", "engine": self._model.name,
+                          "fallback": True, "reason": reason})
+        await self._put_record("active")
+        return segment
+
     async def _fail(self, exc: SpeechModelError) -> None:
         """A fault we cannot recover from: tell the caller, then end cleanly."""
         await self._report_error(exc)
@@ -571,6 +659,7 @@ class SpeechSession:
                 if not segment.proven:
                     segment.proven = True
                     self._attempts = 0
+                    self._primary_proven()
                 self._last_model_event = time.monotonic()
                 await self._handle(segment, event)
         except SpeechModelError as exc:
@@ -656,6 +745,8 @@ class SpeechSession:
             return
         text = p.strip_interruption("".join(content.texts))
         role = content.role if content.role in ("USER", "ASSISTANT") else "ASSISTANT"
+        if role == "USER" and self._is_echo(segment, text):
+            return  # our own interactive text (the greeting prompt, a re-asked question), not new guest speech
         if text:
             turn_id = self._turn_id(segment, content_id)
             self.history.append((role, text))
@@ -675,6 +766,20 @@ class SpeechSession:
             self._reply_pending = True
             self._replay.clear()
             await self._set_status("thinking")
+
+    @staticmethod
+    def _is_echo(segment: _Segment, text: str) -> bool:
+        """Whether a USER transcript is an interactive text this stream was sent (consumed on a match).
+
+        The service's documents do not say whether cross-modal text comes back as a USER transcript; if it
+        does, the greeting prompt must not become a guest turn, nor a re-asked question a second one.
+        """
+        said = " ".join(text.split())
+        for index, sent in enumerate(segment.prompted):
+            if " ".join(sent.split()) == said:
+                del segment.prompted[index]
+                return True
+        return False
 
     def _turn_id(self, segment: _Segment, content_id: str) -> str:
         return f"{self.session_id}:{segment.completion_id or segment.index}:{content_id}"
@@ -831,8 +936,10 @@ class SessionManager:
     """The process's ``SessionFactory``: creates sessions, enforces capacity, ends them all on shutdown."""
 
     def __init__(self, model: SpeechModel, bookings: Any, store: Store, settings: Settings, *,
-                 session_secret: str, config: SessionConfig | None = None) -> None:
+                 session_secret: str, config: SessionConfig | None = None,
+                 failover: Failover | None = None) -> None:
         self.model = model
+        self.failover = failover
         self.bookings = bookings
         self.store = store
         self.settings = settings

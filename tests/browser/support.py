@@ -39,18 +39,21 @@ class Runtime:
         self.thread.join(timeout=20)
 
 
-def start_runtime(settings: Any) -> Runtime:
-    """Serve ``create_app(settings)`` on 127.0.0.1:<free port> from a background thread."""
+def start_runtime(settings: Any, *, host: str = "127.0.0.1") -> Runtime:
+    """Serve ``create_app(settings)`` on ``host``:<free port> from a background thread.
+
+    ``host`` other than loopback: for a browser in another namespace (the connectivity tests).
+    """
     import uvicorn
 
     from runtime.app import create_app
 
     app = create_app(settings)
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
-    runtime = Runtime(f"http://127.0.0.1:{port}", app, server, threading.Thread())
+    runtime = Runtime(f"http://{host}:{port}", app, server, threading.Thread())
 
     def serve() -> None:
         loop = asyncio.new_event_loop()

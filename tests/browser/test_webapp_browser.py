@@ -142,12 +142,16 @@ def test_call_falls_back_to_websocket_when_ice_cannot_connect(
     session: BrowserSession = launch_chromium(dialogue_wavs["fallback"])
     guest = session.new_page()
     # Relay-only ICE with no TURN server configured: the browser has no candidate that can ever
-    # connect, exactly like a network that blocks UDP to everything but a (missing) relay.
-    guest.goto(f"{stack.base_url}/?relay=only&iceTimeoutMs=3000")
+    # connect, exactly like a network that blocks UDP to everything but a (missing) relay. The
+    # connectivity check would see that and skip WebRTC (test_connectivity_browser.py); `precheck=off`
+    # keeps this test on the path where WebRTC is tried and ICE gives up.
+    guest.goto(f"{stack.base_url}/?relay=only&iceTimeoutMs=3000&precheck=off")
     guest.get_by_role("button", name="Talk").click()
     guest.locator('[data-testid="connection"][data-phase="connected"]').wait_for(timeout=20_000)
     assert guest.get_by_test_id("connection").get_attribute("data-transport") == "websocket"
-    assert "WebSocket" in guest.get_by_test_id("notice").inner_text()
+    notice = guest.get_by_test_id("notice").inner_text()
+    assert "WebSocket" in notice
+    assert "connection check" not in notice, notice  # ICE gave up: not the connectivity check's shortcut
 
     # The microphone reaches the page's capture worklet (the meter moves when the guest speaks).
     guest.wait_for_function(

@@ -68,6 +68,8 @@ describe("parseConfig", () => {
     const relay = parseConfig({ transports: ["webrtc", "websocket"] }, `${PAGE}?relay=only&iceTimeoutMs=2500`);
     expect(relay.iceTransportPolicy).toBe("relay");
     expect(relay.iceConnectTimeoutMs).toBe(2500);
+    expect(relay.precheck).toBe(true);
+    expect(parseConfig({}, `${PAGE}?relay=only&precheck=off`).precheck).toBe(false);
     expect(parseConfig({}, `${PAGE}?transport=websocket`).transports).toEqual(["websocket"]);
     expect(parseConfig({ transports: ["carrier-pigeon"] }, PAGE).transports).toEqual(["webrtc", "websocket"]);
   });

@@ -18,6 +18,8 @@ export interface AppConfig {
   restaurantName: string;
   /** how long WebRTC may take to connect before the call moves to the WebSocket transport */
   iceConnectTimeoutMs: number;
+  /** run the connectivity check on page load and let it choose the transport (`?precheck=off`: not) */
+  precheck: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -75,7 +77,9 @@ function parseIceServers(value: unknown): RTCIceServer[] {
  * Normalise the /api/config body. `search` (the page's query string) may override the ICE policy
  * and the transport: `?relay=only` forces relay-only ICE (with no reachable TURN server this makes
  * WebRTC fail, which is how the fallback is exercised end to end), `?transport=websocket` skips
- * WebRTC, and `?iceTimeoutMs=` changes how long to wait before falling back.
+ * WebRTC, `?iceTimeoutMs=` changes how long to wait before falling back, and `?precheck=off` keeps the
+ * connectivity check from running on load and from choosing the transport (so the ICE-timeout fallback
+ * itself can still be exercised).
  */
 export function parseConfig(raw: unknown, pageUrl: string): AppConfig {
   const body = asObject(raw);
@@ -122,6 +126,7 @@ export function parseConfig(raw: unknown, pageUrl: string): AppConfig {
     transports,
     restaurantName: asString(restaurant.name) ?? asString(body.restaurantName) ?? "Nova Bistro",
     iceConnectTimeoutMs,
+    precheck: params.get("precheck") !== "off",
   };
 }
 

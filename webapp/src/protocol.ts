@@ -41,7 +41,8 @@ export type AssistantState = "listening" | "thinking" | "speaking" | "ended" | "
 
 export type ServerMessage =
   | { type: "session"; sessionId: string; sessionToken: string }
-  | { type: "status"; state: AssistantState }
+  // `fallback`: the call moved to the backup (offline) engine because Nova Sonic was unavailable (docs/failover.md)
+  | { type: "status"; state: AssistantState; fallback?: { engine: string; reason: string } }
   | { type: "transcript"; role: Role; text: string; final: boolean; turnId?: string }
   | { type: "booking"; action: "created" | "cancelled" | "found"; booking: Booking }
   | { type: "interrupted" }
@@ -100,7 +101,14 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
         ? { type: "session", sessionId: value.sessionId, sessionToken: value.sessionToken }
         : null;
     case "status":
-      return typeof value.state === "string" ? { type: "status", state: value.state as AssistantState } : null;
+      if (typeof value.state !== "string") return null;
+      return value.fallback === true
+        ? {
+            type: "status",
+            state: value.state as AssistantState,
+            fallback: { engine: String(value.engine ?? ""), reason: String(value.reason ?? "") },
+          }
+        : { type: "status", state: value.state as AssistantState };
     case "transcript":
       if (!isRole(value.role) || typeof value.text !== "string") return null;
       return {

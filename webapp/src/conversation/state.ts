@@ -30,6 +30,8 @@ export interface ConversationState {
   latencyMs: number | null;
   latencies: number[];
   error: { code: string; message: string } | null;
+  /** set once the call has moved to the backup engine (a status message with `fallback`) */
+  fallback: { engine: string; reason: string } | null;
   /** eventIds already applied (bounded), so a re-delivered event changes nothing */
   seenEventIds: string[];
   nextKey: number;
@@ -51,6 +53,7 @@ export const initialConversation: ConversationState = {
   latencyMs: null,
   latencies: [],
   error: null,
+  fallback: null,
   seenEventIds: [],
   nextKey: 1,
 };
@@ -101,7 +104,7 @@ function applyMessage(state: ConversationState, message: ServerMessage): Convers
     case "session":
       return { ...state, sessionId: message.sessionId };
     case "status":
-      return { ...state, assistant: message.state };
+      return { ...state, assistant: message.state, fallback: message.fallback ?? state.fallback };
     case "transcript":
       return upsertTranscript(state, message.role, message.text, message.final, message.turnId);
     case "booking":

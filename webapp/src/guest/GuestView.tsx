@@ -4,6 +4,7 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 
 import { BookingCard } from "../components/BookingCard";
+import { ConnectivityPanel } from "../components/ConnectivityPanel";
 import { Meter } from "../components/Meter";
 import { Transcript } from "../components/Transcript";
 import type { AppConfig } from "../config";
@@ -11,6 +12,7 @@ import { conversationReducer, initialConversation } from "../conversation/state"
 import { useEvents } from "../events/useEvents";
 import type { ServerMessage } from "../protocol";
 import { type CallSession, MicrophoneError, startCall } from "../voice/call";
+import { type CheckResult, detailsText, routeText, runConnectivityCheck } from "../voice/connectivity";
 import type { TransportName } from "../voice/transports";
 
 type Phase = "idle" | "starting" | "connected" | "ended" | "error";
@@ -37,6 +39,39 @@ export function GuestView({ config }: { config: AppConfig }) {
   const audioElement = useRef<HTMLAudioElement>(null);
   const talkButton = useRef<HTMLButtonElement>(null);
   const hangUpButton = useRef<HTMLButtonElement>(null);
+  const [check, setCheck] = useState<CheckResult | null>(null);
+  const [checking, setChecking] = useState(false);
+  const [checkedAt, setCheckedAt] = useState<Date | null>(null);
+  const [route, setRoute] = useState<string | null>(null);
+  const checkInFlight = useRef<Promise<CheckResult | null> | null>(null);
+
+  // The connectivity check: on page load (so it is done before the first Talk), and on demand.
+  const runCheck = useCallback((): Promise<CheckResult | null> => {
+    if (checkInFlight.current) return checkInFlight.current;
+    setChecking(true);
+    const running = runConnectivityCheck({
+      iceServers: config.iceServers,
+      iceTransportPolicy: config.iceTransportPolicy,
+      transports: config.transports,
+      pageUrl: window.location.href,
+    })
+      .then((result) => {
+        setCheck(result);
+        setCheckedAt(new Date());
+        return result;
+      })
+      .catch(() => null) // a check that cannot run must never stop a call: Talk then tries as before
+      .finally(() => {
+        checkInFlight.current = null;
+        setChecking(false);
+      });
+    checkInFlight.current = running;
+    return running;
+  }, [config]);
+
+  useEffect(() => {
+    if (config.precheck) void runCheck();
+  }, [config.precheck, runCheck]);
 
   // The guest's own conversation channel: stored turns confirm what was said (and fill any gap).
   const channels = conversation.sessionId ? [`/conversations/${conversation.sessionId}`] : [];
@@ -70,8 +105,14 @@ export function GuestView({ config }: { config: AppConfig }) {
     setTransport(null);
     setSessionToken(null);
     setPhase("starting");
+    setRoute(null);
     try {
+      // Automatically before the first call (bounded: a few seconds at most); later calls reuse it.
+      const known = config.precheck ? (check ?? (await runCheck())) : null;
+      if (attempt.current !== mine) return;
       const started = await startCall({
+        skipWebRtcBecause:
+          known?.transport === "websocket" ? "the connection check found that only the WebSocket connection gets through" : null,
         config,
         voice: voice || null,
         audioElement: audioElement.current as HTMLAudioElement,
@@ -99,7 +140,7 @@ export function GuestView({ config }: { config: AppConfig }) {
       if (error instanceof MicrophoneError) setProblem(error.message);
       else setProblem(`Could not start the call: ${error instanceof Error ? error.message : String(error)}.`);
     }
-  }, [config, voice, onMessage, finish]);
+  }, [config, voice, onMessage, finish, check, runCheck]);
 
   const hangUp = useCallback(() => finish(null), [finish]);
 
@@ -116,6 +157,31 @@ export function GuestView({ config }: { config: AppConfig }) {
       if (current) setLevels({ mic: current.micMeter.level(), assistant: current.call.assistantMeter.level() });
     }, 100);
     return () => window.clearInterval(timer);
+  }, [phase]);
+
+  // During a call: which path the audio takes (the selected ICE candidate pair), refreshed now and then.
+  useEffect(() => {
+    if (phase !== "connected") {
+      setRoute(null);
+      return undefined;
+    }
+    let live = true;
+    const refresh = () => {
+      const current = session.current;
+      if (!current) return;
+      void current.call
+        .route()
+        .then((info) => {
+          if (live) setRoute(routeText(info, current.call.transport));
+        })
+        .catch(() => undefined);
+    };
+    refresh();
+    const timer = window.setInterval(refresh, 2000);
+    return () => {
+      live = false;
+      window.clearInterval(timer);
+    };
   }, [phase]);
 
   useEffect(() => () => session.current?.end(), []);
@@ -192,6 +258,11 @@ export function GuestView({ config }: { config: AppConfig }) {
             {conversation.error.message}
           </p>
         ) : null}
+        {conversation.fallback ? (
+          <p className="notice" role="status" data-testid="fallback" data-reason={conversation.fallback.reason}>
+            Switched to the backup assistant: the main one is unavailable right now. Everything you said so far is kept.
+          </p>
+        ) : null}
 
         <div className="meters">
           <Meter id="mic-level" label="Your microphone" level={levels.mic} />
@@ -213,6 +284,23 @@ export function GuestView({ config }: { config: AppConfig }) {
           ) : null}
         </p>
         {conversation.booking ? <BookingCard card={conversation.booking} /> : null}
+        <ConnectivityPanel
+          result={check}
+          running={checking}
+          details={
+            check && checkedAt
+              ? detailsText(check, {
+                  userAgent: navigator.userAgent,
+                  origin: window.location.origin,
+                  when: checkedAt,
+                  during: route,
+                })
+              : null
+          }
+          during={route}
+          canCheck={!inCall}
+          onCheck={() => void runCheck()}
+        />
         {/* Chrome decodes a remote WebRTC track only when a media element plays it. */}
         <audio ref={audioElement} autoPlay aria-hidden="true" />
       </section>

@@ -62,6 +62,8 @@ export interface StartCallOptions {
   audioElement: HTMLAudioElement;
   handlers: CallHandlers;
   onTransportAttempt?: (transport: TransportName) => void;
+  /** the connectivity check found that only the WebSocket gets through: do not wait for ICE to fail */
+  skipWebRtcBecause?: string | null;
 }
 
 export async function startCall(opts: StartCallOptions): Promise<CallSession> {
@@ -80,7 +82,9 @@ export async function startCall(opts: StartCallOptions): Promise<CallSession> {
   let fallbackReason: string | null = null;
   try {
     let call: ActiveCall | null = null;
-    if (opts.config.transports.includes("webrtc") && typeof RTCPeerConnection !== "undefined") {
+    if (opts.skipWebRtcBecause && opts.config.transports.includes("websocket")) {
+      fallbackReason = opts.skipWebRtcBecause;
+    } else if (opts.config.transports.includes("webrtc") && typeof RTCPeerConnection !== "undefined") {
       opts.onTransportAttempt?.("webrtc");
       try {
         call = await connectWebRtc({

@@ -10,6 +10,7 @@
 
 import { type ServerMessage, parseServerMessage } from "../protocol";
 import { type LevelMeter, PcmPlayer, createMeter, startPcmCapture } from "./audio";
+import { type RouteInfo, selectedRoute } from "./connectivity";
 
 export type TransportName = "webrtc" | "websocket";
 
@@ -26,6 +27,8 @@ export interface ActiveCall {
   assistantMeter: LevelMeter;
   /** barge-in: drop assistant audio queued on this side (the WebSocket transport buffers some) */
   flushPlayback(): void;
+  /** the path the audio takes now (WebRTC: the selected candidate pair); null for the WebSocket */
+  route(): Promise<RouteInfo | null>;
   hangUp(): void;
 }
 
@@ -176,6 +179,11 @@ export async function connectWebRtc(opts: WebRtcOptions): Promise<ActiveCall> {
       sessionToken: answer.sessionToken,
       assistantMeter,
       flushPlayback: () => undefined, // the runtime flushes its own queue; the browser buffers ~40 ms
+      route: async () => {
+        if (closed) return null;
+        const stats = await pc.getStats();
+        return selectedRoute(Array.from(stats.values()) as Parameters<typeof selectedRoute>[0]);
+      },
       hangUp: () => {
         if (channel.readyState === "open") {
           try {
@@ -268,6 +276,7 @@ export async function connectWebSocket(opts: WebSocketOptions): Promise<ActiveCa
       ...ids,
       assistantMeter: meter,
       flushPlayback: () => player.flush(),
+      route: async () => null,
       hangUp: cleanup,
     };
   } catch (error) {
