@@ -45,12 +45,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
+
+from tests.netns import entered  # the calling thread moves into a namespace; one implementation for tests and tools
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_TESTS = ROOT / "tests" / "platform"
@@ -260,24 +262,6 @@ def remove_stale_namespaces() -> None:
     for name in re.findall(r"^(rh[cer](\d+))\b", listing, flags=re.MULTILINE):
         if not Path(f"/proc/{name[1]}").exists():
             _ip("netns", "del", name[0], check=False)
-
-
-@contextlib.contextmanager
-def entered(ns: str) -> Iterator[None]:
-    """The calling thread (and every thread and process it starts) moves into ``ns``."""
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            os.setns(target, os.CLONE_NEWNET)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            os.setns(original, os.CLONE_NEWNET)
-    finally:
-        os.close(original)
 
 
 def unavailable_reason() -> str | None:
