@@ -1,7 +1,8 @@
 """Channel paths of the events API: validation, normalisation and wildcard matching.
 
 Shared by the embedded gateway, the cloud stream publisher and the Lambda authorizer, so it is
-standard library only. The rules copy AppSync Events (reference/appsync-events.md §1.6): up to five
+standard library only. The rules copy AppSync Events
+(https://docs.aws.amazon.com/appsync/latest/eventapi/channel-namespaces.html): up to five
 segments of ``[A-Za-z0-9-]`` (1-50 characters, no leading/trailing dash), the first segment names a
 namespace that must exist, an optional trailing ``/*`` wildcard only when subscribing, and a leading
 slash that callers may omit (Amplify sends ``default/x``). A wildcard ``/ns/*`` matches every channel

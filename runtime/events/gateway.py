@@ -1,7 +1,8 @@
 """Embedded AppSync Events gateway: ``POST /event`` and the WebSocket ``/event/realtime``.
 
 Standalone mode has no AWS, yet the web app must use one events client everywhere. So the runtime
-speaks the AppSync Events wire protocol itself (reference/appsync-events.md §1): the same handshake
+speaks the AppSync Events wire protocol itself
+(https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-websocket-protocol.html): the same handshake
 (``aws-appsync-event-ws`` + ``header-<base64url(json)>`` subprotocols), the same message catalogue and
 error shapes, one ``data`` frame per event per matching subscription with the event string unchanged.
 No library implements the server side of this protocol, hence the hand-written server.

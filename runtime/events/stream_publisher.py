@@ -2,7 +2,9 @@
 
 ``handler(event, context)`` is wired to the streams of the bookings, conversations and sessions tables
 with ``ReportBatchItemFailures`` (and bisect, bounded retries, max record age, an on-failure
-destination: reference/appsync-events.md §4.1). For each record, in stream order, it:
+destination:
+https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfailurereporting.html). For each record, in stream
+order, it:
 
 1. skips REMOVEs (TTL expiry, ``userIdentity.principalId == dynamodb.amazonaws.com``, and deletes
    browsers are not told about),

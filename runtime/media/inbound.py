@@ -4,8 +4,8 @@ Two changes to aiortc's receive path, applied per receiver by ``tune_audio_recei
 
 1. **Jitter buffer.** aiortc's audio ``JitterBuffer(capacity=16, prefetch=4)`` releases a frame only
    once four newer packets exist (a fixed 80 ms), and one lost packet stalls it until the 16-slot
-   window overflows, after which the delay stays ~280 ms for the rest of the call (aiortc#543;
-   reference/webrtc-aiortc.md §3.1). For a voice agent that delay sits directly in the response time.
+   window overflows, after which the delay stays ~280 ms for the rest of the call (aiortc#543,
+   https://github.com/aiortc/aiortc/issues/543). For a voice agent that delay sits directly in the response time.
    Each Opus RTP packet is a whole frame, so ``LowDelayAudioJitterBuffer`` releases every packet the
    moment it arrives in order, skips over gaps instead of waiting for them, and drops packets that
    arrive after a later one was released (late or duplicated). Speech recognition loses at most the

@@ -119,7 +119,7 @@ class WebRtcCall:
 
     async def _negotiate(self, offer_sdp: str) -> str:
         # No ICE servers: the server only offers host candidates; callers behind NAT reach them through
-        # the TURN relay they get from /api/config (reference/webrtc-aiortc.md §1.3 C, asymmetric ICE).
+        # the TURN relay they get from /api/config (asymmetric ICE, docs/architecture.md).
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.on("datachannel", self._on_datachannel)
         pc.on("track", self._on_track)

@@ -122,7 +122,8 @@ def write_dialogue_wav(path: Path, dialogue: tuple[Utterance, ...] = BOOKING_DIA
 
 
 def chromium_args(fake_mic: Path | None) -> list[str]:
-    """Debian Chromium flags known to work headless here (reference/webrtc-aiortc.md §4).
+    """Debian Chromium flags known to work headless here (without the
+    background-networking flags Chromium keeps dialling Google's hosts).
 
     ``fake_mic=None`` leaves out the fake capture device: the machine then has no microphone at all.
     """
