@@ -77,6 +77,20 @@ class RecordingOutput:
                     pass
 
 
+@asynccontextmanager
+async def served_model(certs: TestCertificates, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                       book: CredentialBook, **options: Any) -> AsyncIterator[tuple[NovaSonicEmulator, NovaSonicModel]]:
+    """An empty-script emulator verifying against ``book``, and the real SDK client pointed at it."""
+    emulator = NovaSonicEmulator(Script([]), credentials=book, **options)
+    async with emulator.serve(certs.cert_file, certs.key_file) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
+        model = NovaSonicModel(settings, ca_file=certs.ca_file, connect_timeout_ms=2000)
+        try:
+            yield emulator, model
+        finally:
+            await model.close()
+
+
 async def speak(session: SpeechSession, ms: int = 320) -> None:
     """Push ``ms`` of 'speech' (a tone with energy), in 20 ms pieces like a WebRTC transport."""
     pcm = tone(ms, rate=16_000, freq=300.0, amplitude=4000)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,15 +19,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from smithy_aws_event_stream.events import EventHeaderEncoder, EventMessage
 
-from emulators import nova_sonic
 from emulators.identity import CredentialBook, IssuedCredentials
-from emulators.nova_sonic import NovaSonicEmulator, Say, Script, Turn
+from emulators.nova_sonic import Say, Script, Turn
 from emulators.sigv4 import EVENT_STREAM_PAYLOAD, EventSignatureChain, SigV4Error, verify_request
-from runtime.settings import Settings
 from runtime.speech import protocol as p
 from runtime.speech.model import SpeechModelError, StreamOptions
 from runtime.speech.nova_sonic import NovaSonicModel
-from tests.speech.conftest import speak
+from tests.speech.conftest import served_model, speak
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,17 +44,7 @@ def signing_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return use
 
 
-@asynccontextmanager
-async def served(certs: nova_sonic.TestCertificates, settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                 book: CredentialBook, **options: Any) -> AsyncIterator[tuple[NovaSonicEmulator, NovaSonicModel]]:
-    emulator = NovaSonicEmulator(Script([]), credentials=book, **options)
-    async with emulator.serve(certs.cert_file, certs.key_file) as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
-        model = NovaSonicModel(settings, ca_file=certs.ca_file, connect_timeout_ms=2000)
-        try:
-            yield emulator, model
-        finally:
-            await model.close()
+served = served_model  # the emulator verifying against a given book, and the real client
 
 
 async def _start(model: NovaSonicModel) -> None:

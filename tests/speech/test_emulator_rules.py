@@ -8,8 +8,7 @@ ValidationException, so a runtime that sent them would have passed its tests and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,7 +30,7 @@ from runtime.media.routes import NOVA_SONIC_VOICES, voices_for
 from runtime.speech import protocol as p
 from runtime.speech.model import SpeechModelError, StreamOptions
 from runtime.speech.nova_sonic import NovaSonicModel
-from tests.speech.conftest import TEST_TURN_PAUSE_SECONDS, environment_credentials, speak
+from tests.speech.conftest import TEST_TURN_PAUSE_SECONDS, environment_credentials, served_model, speak
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,18 +39,10 @@ BOOKING = {"name": "Ana Lopez", "date": TOMORROW, "hour": "19:00", "num_guests":
 PROMPT = "p-1"
 
 
-@asynccontextmanager
-async def raw_model(certs: Any, settings: Any, monkeypatch: pytest.MonkeyPatch,
-                    **options: Any) -> AsyncIterator[tuple[NovaSonicEmulator, NovaSonicModel]]:
+def raw_model(certs: Any, settings: Any, monkeypatch: pytest.MonkeyPatch,
+              **options: Any) -> AbstractAsyncContextManager[tuple[NovaSonicEmulator, NovaSonicModel]]:
     options.setdefault("turn_pause_seconds", TEST_TURN_PAUSE_SECONDS)
-    emulator = NovaSonicEmulator(Script([]), credentials=environment_credentials(), **options)
-    async with emulator.serve(certs.cert_file, certs.key_file) as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
-        model = NovaSonicModel(settings, ca_file=certs.ca_file, connect_timeout_ms=2000)
-        try:
-            yield emulator, model
-        finally:
-            await model.close()
+    return served_model(certs, settings, monkeypatch, environment_credentials(), **options)
 
 
 def opening(*, start: dict[str, Any] | None = None, voice: str = "matthew") -> list[dict[str, Any]]:
