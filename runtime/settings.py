@@ -56,6 +56,20 @@ class Settings(BaseSettings):
         None, description="HMAC key for guest session tokens; must be shared by all workers/hosts"
     )
     session_ttl_seconds: int = Field(4 * 3600, ge=60)
+    # Staff sign-in (docs/staff-sign-in.md). `token`: staff paste STAFF_TOKEN (standalone). `cognito`: staff
+    # sign in to an Amazon Cognito user pool and every staff API and subscription takes their JWT instead.
+    staff_auth: Literal["token", "cognito"] = Field(
+        "token", description="how staff prove who they are: the shared STAFF_TOKEN, or Amazon Cognito user-pool JWTs")
+    cognito_user_pool_id: str | None = Field(
+        None, pattern=r"^[\w-]+_[0-9a-zA-Z]+$", description="staff user pool (STAFF_AUTH=cognito)")
+    cognito_client_id: str | None = Field(
+        None, pattern=r"^[\w+]+$", description="the web app's public app client of the staff user pool")
+    cognito_region: str | None = Field(
+        None, description="region of the user pool; default: the prefix of COGNITO_USER_POOL_ID")
+    cognito_staff_group: str = Field("staff", min_length=1, description="user-pool group a staff user must be in")
+    cognito_endpoint_url: str | None = Field(
+        None, description="Cognito user-pools endpoint for the runtime and the web app; default the public "
+        "https://cognito-idp.<region>.amazonaws.com/ (set only for a local stand-in)")
 
     # --- restaurant rules ----------------------------------------------------------------------
     restaurant_name: str = "Nova Bistro"
@@ -160,6 +174,8 @@ class Settings(BaseSettings):
     def _check_hours(self) -> Settings:
         if self.closing_time <= self.opening_time:
             raise ValueError("CLOSING_TIME must be after OPENING_TIME")
+        if self.staff_auth == "cognito" and not (self.cognito_user_pool_id and self.cognito_client_id):
+            raise ValueError("STAFF_AUTH=cognito needs COGNITO_USER_POOL_ID and COGNITO_CLIENT_ID")
         if self.speech_renew_deadline_seconds < self.speech_renew_after_seconds:
             raise ValueError("SPEECH_RENEW_DEADLINE_SECONDS must not be before SPEECH_RENEW_AFTER_SECONDS")
         return self
@@ -167,6 +183,13 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.restaurant_timezone)
+
+    @property
+    def cognito_pool_region(self) -> str | None:
+        """The user pool's region: COGNITO_REGION, else the pool id's prefix (``eu-west-1_AbC...``)."""
+        if self.cognito_region:
+            return self.cognito_region
+        return self.cognito_user_pool_id.split("_", 1)[0] if self.cognito_user_pool_id else None
 
     @property
     def sqlite_file(self) -> Path:
