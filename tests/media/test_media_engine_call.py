@@ -32,7 +32,8 @@ UTTERANCE = "Hello, I would like to book a table please."
 
 @pytest.fixture(scope="module")
 def caller_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    hibari = pytest.importorskip("hibari")
+    import hibari  # a pinned dependency: missing means a broken install, which must fail, not skip
+
     voice = hibari.Hibari(voice="heart", threads=1)
     speech = np.concatenate(list(voice.stream(UTTERANCE, speed=1.0, seed=1)))
     pcm = (np.clip(soxr.resample(speech, 24_000, 16_000), -1, 1) * 32767).astype("<i2")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+from collections.abc import Callable
 
 import numpy as np
 from aiortc import rtp
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
-from av import CodecContext
+from av import AudioFrame, CodecContext
 
 from runtime.media.audio import InboundResampler, audio_level_dbov, make_output_frame
 from runtime.media.inbound import LowDelayAudioJitterBuffer
@@ -86,12 +88,29 @@ async def test_writer_waits_when_the_buffer_is_full_and_resumes_on_flush() -> No
     assert len(buffer) == 960
 
 
+def _aiortc_audio_level() -> Callable[[AudioFrame], int]:
+    """aiortc's own function, from a fresh copy of its module.
+
+    ``runtime.media.patches`` replaces ``rtp.compute_audio_level_dbov`` with ours process-wide once any
+    earlier test has placed a call, so comparing against the module attribute would compare ours with itself.
+    """
+    spec = importlib.util.spec_from_file_location("aiortc._rtp_unpatched", rtp.__file__)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    original: Callable[[AudioFrame], int] = module.compute_audio_level_dbov
+    assert original is not audio_level_dbov
+    return original
+
+
 def test_vectorised_audio_level_matches_aiortc() -> None:
+    reference = _aiortc_audio_level()
     rng = np.random.default_rng(1)
     for amplitude in (0, 1, 30, 1000, 20000, 32767):
         pcm = (rng.uniform(-1, 1, 480) * amplitude).astype("<i2").tobytes()
         frame = make_output_frame(pcm, 0)
-        assert audio_level_dbov(frame) == rtp.compute_audio_level_dbov(frame)
+        assert audio_level_dbov(frame) == reference(frame)
 
 
 def test_stateful_resampling_keeps_a_tone_continuous() -> None:
