@@ -31,7 +31,6 @@ import numpy as np
 from runtime.bookings.service import BookingService
 from runtime.engine import OfflineEngine
 from runtime.engine.asr import GenericRecognizer, StreamingRecognizer, Utterance
-from runtime.engine.caller import ScriptedCaller
 from runtime.engine.lm.build import build_assets
 from runtime.engine.tts import Synthesizer
 from runtime.settings import load_settings
@@ -39,6 +38,7 @@ from runtime.speech.model import StreamOptions
 from runtime.speech.tools import ToolRunner, tool_specs
 from runtime.stores.sqlite import SQLiteStore
 from tests.engine.voices import espeak_voice, hibari_voice, noise_level_for, word_errors
+from tools.engine_caller import ScriptedCaller
 
 DIALOGUES = [
     ["i would like to book a table for four people tomorrow at seven pm", "my name is alice smith", "yes please"],

@@ -61,10 +61,10 @@ def serve_ours(port: int) -> None:
     import uvicorn
 
     from runtime.app import create_app
-    from runtime.media.echo import EchoSessionFactory
     from runtime.media.routes import MediaHub
     from runtime.ratelimit import RateLimiter
     from runtime.settings import load_settings
+    from tools.echo import EchoSessionFactory
 
     data = tempfile.mkdtemp(prefix="bench-rtc-")
     app = create_app(load_settings(data_dir=Path(data), staff_token="bench-staff-token", session_secret="b" * 40,
@@ -201,7 +201,7 @@ class Caller:
 async def run_callers(url: str, count: int, window: float, loss_phases: bool) -> dict[str, Any]:
     import httpx
 
-    from runtime.media.probe import CallProbe
+    from tools.probe import CallProbe
 
     cycle = blip_cycle()
     callers: list[Caller] = []

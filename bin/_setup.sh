@@ -87,8 +87,24 @@ ensure_webapp() {
   (cd "$ROOT/webapp" && npm run --silent build)
 }
 
+# The official AppSync Events client (aws-amplify, pinned in its lockfile) that tests/events runs against
+# the embedded gateway; a test folder of its own, so the web app's bundle does not carry it.
+ensure_events_client() {
+  local dir="$ROOT/tests/events/amplify"
+  [ -f "$dir/package.json" ] || return 0
+  command -v npm >/dev/null 2>&1 || return 0  # ensure_webapp already said npm is required
+  local stamp="$dir/node_modules/.deps-stamp" want
+  want=$(cat "$dir/package.json" "$dir/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "installing the AppSync Events test client (npm ci in tests/events/amplify)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+  fi
+}
+
 setup_all() {
   ensure_system_packages
   ensure_venv
   ensure_webapp
+  ensure_events_client
 }

@@ -313,8 +313,8 @@ class InstanceMetadataEndpoint(_Endpoint):
         if method != "GET":
             self._reply(request, 405, "")
             return
-        token = request.headers.get("X-aws-ec2-metadata-token")
-        expires = self._tokens.get(token or "")
+        presented = request.headers.get("X-aws-ec2-metadata-token")
+        expires = self._tokens.get(presented or "")
         if expires is None or time.monotonic() >= expires:
             self._reply(request, 401, "Unauthorized")  # IMDSv2 only: no token, no metadata
             return

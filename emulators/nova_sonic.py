@@ -49,7 +49,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from smithy_aws_event_stream.events import Event, EventMessage
@@ -319,7 +319,7 @@ def unwrap(outer: EventMessage) -> dict[str, Any] | None:
     if inner is None:
         return None
     if inner.message.headers.get(":event-type") != "chunk":
-        raise _ValidationError(f"unexpected event type {inner.message.headers.get(':event-type')}")
+        raise _ValidationError(f"unexpected event type {inner.message.headers.get(':event-type')!r}")
     body = json.loads(inner.message.payload or b"{}")
     return json.loads(base64.b64decode(body.get("bytes") or ""))  # type: ignore[no-any-return]
 
@@ -457,9 +457,10 @@ class _Stream:
         if detection is not None:
             if self.record.model_id != NOVA_2_SONIC:
                 raise _ValidationError("Invalid input request: turnDetectionConfiguration is not supported")
-            sensitivity = (detection or {}).get("endpointingSensitivity")
-            if sensitivity not in TURN_PAUSE_SECONDS:
-                raise _ValidationError(f"Invalid endpointingSensitivity {sensitivity!r}; use HIGH, MEDIUM or LOW")
+            requested = (detection or {}).get("endpointingSensitivity")
+            if not isinstance(requested, str) or requested not in TURN_PAUSE_SECONDS:
+                raise _ValidationError(f"Invalid endpointingSensitivity {requested!r}; use HIGH, MEDIUM or LOW")
+            sensitivity = requested
         if self.pause_seconds is None:
             self.pause_seconds = TURN_PAUSE_SECONDS[sensitivity]
         self.record.turn_pause_seconds = self.pause_seconds
@@ -758,8 +759,9 @@ class _Stream:
             # Keep the HTTP/2 stream open until the client has closed its side (it does so as soon as it
             # sees an error or ends the session): hypercorn drops a finished stream's state at once and
             # then fails the whole connection on any DATA frame the client was still sending.
-            if not self.emu.stopping and not self.abrupt:
-                await asyncio.wait({reader, self.emu.stopping_event}, timeout=self.emu.input_close_grace_seconds,
+            stopping = self.emu.stopping_event
+            if not self.emu.stopping and not self.abrupt and stopping is not None:
+                await asyncio.wait({reader, stopping}, timeout=self.emu.input_close_grace_seconds,
                                    return_when=asyncio.FIRST_COMPLETED)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -957,6 +959,7 @@ class NovaSonicEmulator:
         """Serve over TLS + HTTP/2 on a free loopback port; yields the endpoint URL."""
         from hypercorn.asyncio.run import worker_serve
         from hypercorn.config import Config, Sockets
+        from hypercorn.typing import ASGIFramework
         from hypercorn.utils import wrap_app
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -974,7 +977,9 @@ class NovaSonicEmulator:
         config.h2_max_concurrent_streams = self.max_concurrent_streams
         stop = asyncio.Event()
         self.stopping, self.stopping_event = False, asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(worker_serve(wrap_app(self, config.wsgi_max_body_size, "asgi"), config,
+        # hypercorn's ASGIFramework type names its own scope TypedDicts; this app takes the same dicts untyped.
+        app = cast(ASGIFramework, self)
+        task = asyncio.create_task(worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
                                                 sockets=Sockets([sock], [], []), shutdown_trigger=stop.wait))
         await asyncio.sleep(0.05)
         if task.done():
@@ -1099,7 +1104,8 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(4096) else None)
+        stdin = cast("io.BufferedReader", sys.stdin.buffer)  # a pipe from the parent: buffered, has read1
+        loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not stdin.read1(4096) else None)
         async with emulator.serve(certs.cert_file, certs.key_file) as url:
             print(f"READY {url} {certs.ca_file} {keys.access_key_id} {keys.secret_access_key}", flush=True)
             await stop.wait()

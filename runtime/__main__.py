@@ -53,11 +53,16 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         log_config=None,
         access_log=False,
-        proxy_headers=settings.trust_proxy_headers,
-        forwarded_allow_ips="*" if settings.trust_proxy_headers else None,
+        # uvicorn's proxy_headers would set the client to the LEFTMOST X-Forwarded-For entry, which the client
+        # writes itself; the app reads X-Forwarded-For (runtime.ratelimit.client_address, trusted hops from
+        # the right) and X-Forwarded-Proto/Host (runtime.origin) itself when TRUST_PROXY_HEADERS is set.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         # Above the ALB idle timeout: the ALB must be the side that closes an idle connection.
         timeout_keep_alive=settings.keep_alive_seconds,
+        # uvicorn's h11 protocol plus request-head and request-body read timeouts (slow clients), which
+        # uvicorn does not have (runtime/http_timeouts.py); HEADER_/BODY_READ_TIMEOUT_SECONDS.
+        http="runtime.http_timeouts:TimedH11Protocol",
         ws_max_size=1_400_000,  # room for an AppSync socket publish (5 x 240 KB); /ws/audio caps its own frames
     )
     return 0

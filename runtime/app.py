@@ -14,9 +14,11 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
+from runtime import http_timeouts
 from runtime.api import bookings as bookings_api
 from runtime.api import config as config_api
 from runtime.api import conversations as conversations_api
@@ -46,10 +48,25 @@ def _route_modules() -> list[list[BaseRoute]]:
     ]
 
 
+class _FallbackMount(Mount):
+    """A mount that only takes what no other route matches in full.
+
+    Starlette's router takes the first FULL match; a route whose path matches but whose methods do not is a
+    PARTIAL match, answered with its 405 and ``Allow`` only when no route matches in full. A ``Mount("/")``
+    matches every path in full, so ``OPTIONS /api/webrtc/offer`` went to the static files (405 with
+    ``Allow: GET, HEAD``). Reported as PARTIAL and placed last, the web app still serves every path no
+    route knows, and a wrong method on an API path gets that route's own 405.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        return (Match.PARTIAL if match is Match.FULL else match), child_scope
+
+
 def _webapp_mount(settings: Settings) -> list[BaseRoute]:
     directory = settings.webapp_dir or ROOT / "webapp" / "dist"
     if (directory / "index.html").is_file():
-        return [Mount("/", app=StaticFiles(directory=directory, html=True), name="webapp")]
+        return [_FallbackMount("/", app=StaticFiles(directory=directory, html=True), name="webapp")]
     log.warning("web app not built (no %s); serving the API only", directory / "index.html")
     return []
 
@@ -70,6 +87,9 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             log.info("shutting down: releasing sessions and stores")
             await services.close()
 
+    # The protocol `serve` runs (runtime/http_timeouts.py) reads this worker's read timeouts from here.
+    http_timeouts.configure(header_seconds=settings.header_read_timeout_seconds,
+                            body_seconds=settings.body_read_timeout_seconds)
     routes: list[BaseRoute] = [r for group in _route_modules() for r in group]
     routes += _webapp_mount(settings)
     app = Starlette(
@@ -78,9 +98,10 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             Middleware(MetricsMiddleware),
             Middleware(SecurityHeadersMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       path_limits={"/event": EVENT_PUBLISH_MAX_BYTES}),
+                       path_limits={"/event": EVENT_PUBLISH_MAX_BYTES},
+                       body_timeout=settings.body_read_timeout_seconds),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.settings = settings

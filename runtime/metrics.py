@@ -26,6 +26,8 @@ SPEECH_FAILOVERS = Counter("speech_failovers_total", "Sessions moved to the fall
                            ["reason"])
 SPEECH_BREAKER_TRANSITIONS = Counter("speech_breaker_transitions_total",
                                      "Nova Sonic circuit-breaker state changes", ["state"])
+TURN_WRITE_FAILURES = Counter("conversation_turn_write_failures_total",
+                              "Turn writes the store refused (each is retried)", ["outcome"])
 EVENTS_PUBLISHED = Counter("events_published_total", "Real-time events published", ["namespace"])
 
 

@@ -6,6 +6,7 @@ the body limit is enforced while reading, before a large body is buffered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable
@@ -16,10 +17,12 @@ from runtime.errors import error_body
 from runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 
-async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, object], *, close: bool = False) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -27,18 +30,26 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _BodyTimedOut(Exception):
+    pass
+
+
 class BodyLimitMiddleware:
-    """Answer 413 with the JSON error shape when a request body exceeds its route's limit.
+    """Answer 413 when a request body exceeds its route's limit, 408 when it is not all there in time.
 
     ``max_bytes`` applies everywhere except the paths in ``path_limits``: the events gateway's
     ``POST /event`` takes up to five 240 KB events (AppSync's 1.2 MB publish request), far above
-    what any REST body needs.
+    what any REST body needs. ``body_timeout`` bounds the time from the request's start to its body's
+    last byte (a slow-body client otherwise holds the handler for ever; uvicorn has no such timeout, see
+    ``runtime.http_timeouts``); waits after the body is complete (for a disconnect) are not bounded.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None,
+                 body_timeout: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.path_limits = path_limits or {}
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,12 +67,22 @@ class BodyLimitMiddleware:
                 return
         received = 0
         response_started = False
+        body_done = False
+        deadline = None if self.body_timeout is None else time.monotonic() + self.body_timeout
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done or deadline is None:
+                message = await receive()
+            else:
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        message = await receive()
+                except TimeoutError:
+                    raise _BodyTimedOut from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > limit:
                     raise _BodyTooLarge
             return message
@@ -77,6 +98,11 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not response_started:
                 await too_large()
+        except _BodyTimedOut:
+            if not response_started:  # the rest of the body may never come: close after answering
+                await _send_json(send, 408, error_body(
+                    "request_timeout", f"the request body did not arrive within {self.body_timeout:g} s"),
+                    close=True)
 
 
 _SECURITY_HEADERS = [

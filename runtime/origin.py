@@ -16,11 +16,22 @@ from runtime.errors import Forbidden
 
 
 def _authority(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """``host:port`` of an http(s) URL, or None for anything else - including what ``urlsplit`` refuses.
+
+    ``urlsplit`` raises ValueError for an unclosed IPv6 bracket (``http://[::1``) and ``.port`` for a port
+    outside 0-65535 (``http://h:99999``); both come straight from a client's header, so they mean "not an
+    origin we know" (a 403), never a 500.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        hostname = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not hostname:
         return None
     default = 443 if parts.scheme == "https" else 80
-    return f"{parts.hostname.lower()}:{parts.port or default}"
+    return f"{hostname.lower()}:{port or default}"
 
 
 def _request_authority(conn: HTTPConnection, trust_proxy_headers: bool) -> str | None:

@@ -39,6 +39,7 @@ class Services:
     staff_token: str | None
     session_secret: str
     store: Store
+    staff_verifier: Any = None  # runtime.staff_identity.CognitoStaffVerifier when STAFF_AUTH=cognito
     bookings: Any = None  # runtime.bookings.service.BookingService
     gateway: Any = None  # runtime.events.gateway.EventsGateway (standalone) or None (AWS)
     speech_model: Any = None  # runtime.speech.model.SpeechModel
@@ -99,6 +100,15 @@ def _secret(value: Any) -> str | None:
 async def build_services(settings: Settings, overrides: Overrides | None = None) -> Services:
     overrides = overrides or Overrides()
     staff_token = _secret(settings.staff_token)
+    staff_verifier = None
+    if settings.staff_auth == "cognito":  # docs/staff-sign-in.md: the shared token is refused everywhere
+        from runtime.staff_identity import CognitoStaffVerifier
+
+        if staff_token:
+            log.warning("STAFF_AUTH=cognito: STAFF_TOKEN is set but ignored; staff sign in with Cognito")
+        staff_token = None
+        staff_verifier = CognitoStaffVerifier.from_settings(settings)
+        await staff_verifier.prefetch()
     session_secret = _secret(settings.session_secret)
     if not session_secret:
         # One process only: tokens would not verify in other workers. `serve` sets a shared secret.
@@ -111,7 +121,8 @@ async def build_services(settings: Settings, overrides: Overrides | None = None)
 
     store = overrides.store or make_store(settings)
     await store.start()
-    services = Services(settings=settings, staff_token=staff_token, session_secret=session_secret, store=store)
+    services = Services(settings=settings, staff_token=staff_token, session_secret=session_secret, store=store,
+                        staff_verifier=staff_verifier)
     services.on_close(store.close)
     services.bookings = BookingService(store.bookings, settings)
 
@@ -122,8 +133,15 @@ async def build_services(settings: Settings, overrides: Overrides | None = None)
         from runtime.events.gateway import EventsGateway
         from runtime.events.local_capture import attach as attach_capture
 
-        gateway = EventsGateway(staff_token=staff_token, session_secret=session_secret,
-                                api_key=_secret(settings.appsync_api_key))
+        gateway_options: dict[str, Any] = {"staff_token": staff_token, "session_secret": session_secret,
+                                           "api_key": _secret(settings.appsync_api_key),
+                                           **EventsGateway.options_from_settings(settings)}
+        if staff_verifier is not None:
+            from runtime.staff_identity import CognitoEventsGateway
+
+            gateway: EventsGateway = CognitoEventsGateway(staff=staff_verifier, **gateway_options)
+        else:
+            gateway = EventsGateway(**gateway_options)
         services.gateway = gateway
         services.on_close(gateway.close)
         if settings.workers > 1:  # subscribers may sit in any worker: share events between them

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         3615, ge=1, le=7200,
         description="idle HTTP keep-alive; must exceed the load balancer's idle timeout (the ALB's is 3600 s) "
                     "so the load balancer, never the runtime, closes idle connections (else sporadic 502s)")
+    # Slow clients (runtime/http_timeouts.py; docs/public-limits.md). Not the keep-alive above: these bound
+    # reading one request, the keep-alive bounds the idle time between requests.
+    header_read_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="longest a client may take to send a request's head (from connecting, or "
+        "from the first byte of the next request); then 408 and the connection closes (slow-loris)")
+    body_read_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="longest from a request's head to the last byte of its body; then 408 and "
+        "the connection closes")
     ecs_agent_uri: str | None = Field(
         None, description="injected by ECS into tasks; turns on task scale-in protection while calls are in progress")
     task_protection_minutes: int = Field(
@@ -47,6 +55,13 @@ class Settings(BaseSettings):
     webapp_dir: Path | None = Field(None, description="built web app to serve at /; default webapp/dist")
     data_dir: Path = Path("var")
     trust_proxy_headers: bool = Field(False, description="take the client address from X-Forwarded-For (ALB)")
+    public_origin: str | None = Field(
+        None, pattern=r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$",
+        description="the site's public origin, e.g. https://book.example.com: /api/config builds the events URLs "
+        "from it (behind CloudFront/ALB); unset: from the request's Host header, never from X-Forwarded-Host")
+    trusted_proxy_hops: int = Field(
+        1, ge=1, le=5, description="proxies in front that append to X-Forwarded-For (the ALB alone: 1); the "
+        "client is this many entries from the right, entries further left are the client's own (docs/abuse-limits.md)")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="extra page origins allowed to open /ws/audio (same origin always is)")
 
@@ -73,6 +88,9 @@ class Settings(BaseSettings):
 
     # --- restaurant rules ----------------------------------------------------------------------
     restaurant_name: str = "Nova Bistro"
+    restaurant_phone: str | None = Field(
+        None, max_length=40, description="phone number the assistant gives a guest whom a booking limit refuses "
+        "(read out as written); unset: it says to call the restaurant")
     restaurant_timezone: str = "UTC"
     opening_time: time = time(11, 0)
     closing_time: time = time(22, 0)  # last bookable slot starts strictly before this
@@ -80,6 +98,16 @@ class Settings(BaseSettings):
     seats_per_slot: int = Field(40, ge=1, le=10_000)
     max_party_size: int = Field(20, ge=1, le=100)
     booking_horizon_days: int = Field(180, ge=1, le=3650)
+    # Booking abuse limits (docs/abuse-limits.md): what one client - an address (IPv6: its /64) and, for a
+    # voice call, the call's session - may hold in confirmed future bookings, shared by all workers and hosts.
+    # 0 turns a limit off. Staff bookings are not limited.
+    booking_limit_per_slot: int = Field(
+        1, ge=0, le=1000, description="confirmed bookings one client may hold in one time slot")
+    booking_limit_per_day: int = Field(
+        2, ge=0, le=1000, description="confirmed bookings one client may hold on one date")
+    booking_limit_seats: int = Field(
+        30, ge=0, le=100_000, description="guests one client may hold in all its confirmed bookings that have "
+        "not started yet; at least MAX_PARTY_SIZE")
 
     # --- storage -------------------------------------------------------------------------------
     store: Literal["sqlite", "dynamodb"] = "sqlite"
@@ -97,6 +125,18 @@ class Settings(BaseSettings):
     voice_id: str = "matthew"
     endpointing_sensitivity: Literal["HIGH", "MEDIUM", "LOW"] = "MEDIUM"
     max_sessions_per_process: int = Field(25, ge=1, le=1000)
+    # Call limits (docs/public-limits.md): no line is held by a silent or endless caller.
+    call_idle_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="no voiced audio from the guest for this long: the assistant says goodbye "
+        "and hangs up (the page gets status ended, reason idle)")
+    call_max_seconds: float = Field(
+        1200.0, gt=0, le=14400, description="longest call; the guest is warned CALL_MAX_WARNING_SECONDS before, then "
+        "the assistant says goodbye and hangs up (reason max_duration)")
+    call_max_warning_seconds: float = Field(
+        60.0, ge=0, le=3600, description="how long before CALL_MAX_SECONDS the guest is told the call will end")
+    max_calls_per_client: int = Field(
+        3, ge=1, le=1000, description="concurrent calls one client address may hold in one worker, both "
+        "transports together; more get 429")
     speech_warm_up: bool = Field(False, description="load speech models at start-up (`serve` turns it on)")
     speech_greet_first: bool = Field(
         True, description="Nova Sonic greets the guest in the restaurant's name when a call starts, asked with a "
@@ -138,6 +178,19 @@ class Settings(BaseSettings):
     appsync_endpoint: str | None = Field(None, description="AppSync Events HTTP endpoint (cloud mode)")
     appsync_realtime_endpoint: str | None = None
     appsync_api_key: SecretStr | None = None
+    # Embedded gateway's caps (standalone; docs/events-gateway.md). Per worker process, like its sockets.
+    events_max_subscriptions_per_connection: int = Field(
+        100, ge=1, le=1000, description="subscriptions one gateway socket may hold (AppSync's quota is 100); "
+        "the next gets subscribe_error LimitExceededException")
+    events_max_connections_per_guest: int = Field(
+        4, ge=1, le=1000, description="gateway sockets open at once with one guest session's token (a page "
+        "needs one); the next gets connection_error LimitExceededException")
+    events_max_connections_per_staff_credential: int = Field(
+        32, ge=1, le=10000, description="gateway sockets open at once with one staff credential (with the "
+        "shared STAFF_TOKEN: all staff screens together)")
+    events_max_connections_per_client: int = Field(
+        64, ge=1, le=100000, description="gateway sockets open at once from one client address (the address "
+        "the limits use, see TRUSTED_PROXY_HOPS)")
 
     # --- media / TURN ---------------------------------------------------------------------------
     turn_secret: SecretStr | None = None
@@ -176,6 +229,8 @@ class Settings(BaseSettings):
             raise ValueError("CLOSING_TIME must be after OPENING_TIME")
         if self.staff_auth == "cognito" and not (self.cognito_user_pool_id and self.cognito_client_id):
             raise ValueError("STAFF_AUTH=cognito needs COGNITO_USER_POOL_ID and COGNITO_CLIENT_ID")
+        if 0 < self.booking_limit_seats < self.max_party_size:
+            raise ValueError("BOOKING_LIMIT_SEATS must be 0 (off) or at least MAX_PARTY_SIZE")
         if self.speech_renew_deadline_seconds < self.speech_renew_after_seconds:
             raise ValueError("SPEECH_RENEW_DEADLINE_SECONDS must not be before SPEECH_RENEW_AFTER_SECONDS")
         return self

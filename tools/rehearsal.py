@@ -80,6 +80,15 @@ OVERRIDES: dict[str, str] = {
     "TURN_URLS": "turn.<domain> -> coturn on the edge address (no DNS, no NLB: UDP 3478 and TCP 3479 direct; "
                  "the NLB's TLS listener on 443 is left out)",
 }
+# With staffAuth=cognito: the program's pool and client ids are the mocks'; the stand-in's pool replaces them.
+COGNITO_OVERRIDES: dict[str, str] = {
+    "COGNITO_USER_POOL_ID": "the staff user pool -> the Cognito stand-in's pool, made with the program's settings",
+    "COGNITO_CLIENT_ID": "the pool's public app client -> the stand-in's",
+    "COGNITO_REGION": "the stand-in keeps its pools in us-east-1",
+    "COGNITO_ENDPOINT_URL": "cognito-idp.<region>.amazonaws.com -> the stand-in on the edge address (JWKS, sign-in)",
+}
+OVERRIDES.update(COGNITO_OVERRIDES)
+STAFF_USER = "maitre.d@example.com"  # the pool's user names are e-mail addresses (staff_pool.py)
 # Injected by the platform, not by the task definition: the ECS agent sets this one in every container of a
 # task with a task role (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html).
 AGENT_INJECTED = ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",)
@@ -105,6 +114,11 @@ class Deployment:
     namespaces: list[str]
     publish_auth: list[str]
     subscribe_auth: list[str]
+    subscribe_modes: dict[str, list[str]]  # namespace -> its subscribe auth types, as declared
+    authorizer_env: dict[str, str]  # the Lambda authorizer's environment variables
+    cognito_config: dict[str, str] | None  # the API's AMAZON_COGNITO_USER_POOLS provider, if any (staffAuth=cognito)
+    on_subscribe_code: str | None  # the namespaces' APPSYNC_JS code handler (the same file on every namespace)
+    staff_mfa: str | None  # the staff user pool's MfaConfiguration (OPTIONAL | ON), None without a pool
     turn_confs: dict[str, str]  # transport -> turnserver.conf (without the secret)
     turn_command: str
     private_cidr: str
@@ -153,8 +167,14 @@ def read_deployment(stack: str = "prod", compute: str = "ecs") -> Deployment:
     mappings = run.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
     filters = [json.loads(f["pattern"]) for m in mappings[:1] for f in m.inputs["filterCriteria"]["filters"]]
     assert all(m.inputs.get("filterCriteria") == mappings[0].inputs.get("filterCriteria") for m in mappings)
-    run.one("aws:appsync/api:Api")  # exactly one Events API
+    api = run.one("aws:appsync/api:Api")  # exactly one Events API
     namespaces = run.of_type("aws:appsync/channelNamespace:ChannelNamespace")
+    authorizer = run.one("aws:lambda/function:Function", "events-authorizer")
+    cognito_providers = [p["cognitoConfig"] for p in api.inputs["eventConfig"]["authProviders"]
+                         if p["authType"] == "AMAZON_COGNITO_USER_POOLS"]
+    handler_codes = {n.inputs.get("codeHandlers") for n in namespaces}
+    pools = run.of_type("aws:cognito/userPool:UserPool")
+    assert len(handler_codes) == 1, "every namespace runs the same onSubscribe code (or none)"
     # coturn: the ECS task definition's containers or the EC2 user data's env files both carry the
     # rendered configuration as TURNSERVER_CONF_B64 (compute_ecs.py / compute_ec2.py).
     if compute == "ecs":
@@ -181,6 +201,12 @@ def read_deployment(stack: str = "prod", compute: str = "ecs") -> Deployment:
         namespaces=sorted(n.inputs["name"] for n in namespaces),
         publish_auth=sorted({m["authType"] for n in namespaces for m in n.inputs["publishAuthModes"]}),
         subscribe_auth=sorted({m["authType"] for n in namespaces for m in n.inputs["subscribeAuthModes"]}),
+        subscribe_modes={n.inputs["name"]: sorted(m["authType"] for m in n.inputs["subscribeAuthModes"])
+                         for n in namespaces},
+        authorizer_env=dict(authorizer.inputs["environment"]["variables"]),
+        cognito_config=dict(cognito_providers[0]) if cognito_providers else None,
+        on_subscribe_code=handler_codes.pop(),
+        staff_mfa=pools[0].inputs.get("mfaConfiguration") if pools else None,
         turn_confs=turn_confs, turn_command=CONTAINER_COMMAND, private_cidr=private[0],
         turn_urls=list(run.outputs.get("turnUrls") or []),
     )
@@ -538,12 +564,18 @@ class Rehearsal:
         from emulators.identity import CredentialBook
 
         d, topo, report = self.deployment, self.topology, self.report
-        report.check("AppSync auth modes as deployed", d.publish_auth == ["AWS_IAM"] and
-                     d.subscribe_auth == ["AWS_LAMBDA"], {"publish": d.publish_auth, "subscribe": d.subscribe_auth})
+        cognito_mode = d.cognito_config is not None
+        expected_modes = ({"conversations": ["AMAZON_COGNITO_USER_POOLS", "AWS_LAMBDA"],
+                           "restaurant-booking": ["AMAZON_COGNITO_USER_POOLS"]} if cognito_mode
+                          else {ns: ["AWS_LAMBDA"] for ns in d.namespaces})
+        report.check("AppSync auth modes as deployed", d.publish_auth == ["AWS_IAM"]
+                     and d.subscribe_modes == expected_modes and (d.on_subscribe_code is not None) == cognito_mode,
+                     {"publish": d.publish_auth, "subscribe": d.subscribe_modes,
+                      "cognito": d.cognito_config, "onSubscribe handler": d.on_subscribe_code is not None})
         self.book = CredentialBook()
         self.secret_values = {arn: secrets.token_urlsafe(32) for arn in d.runtime_secrets.values()}
         secret = {name: self.secret_values[arn] for name, arn in d.runtime_secrets.items()}
-        self.staff_token = secret["STAFF_TOKEN"]
+        self.staff_token = secret.get("STAFF_TOKEN", "")  # staffAuth=cognito: none exists; staff sign in instead
 
         # -- AWS services on the task's loopback: moto (DynamoDB + streams), the credentials endpoint
         from moto.server import ThreadedMotoServer
@@ -602,9 +634,30 @@ class Rehearsal:
         emulator_thread.start()
         self.cleanups.append(emulator_thread.stop)
 
-        # -- the edge: AppSync Events API (IAM publish, Lambda authorizer) and the ALB, in the edge namespace
-        os.environ.update({"STAFF_TOKEN": secret["STAFF_TOKEN"], "SESSION_SECRET": secret["SESSION_SECRET"]})
-        self.events_api = LocalEventsApi(self.book, namespaces=d.namespaces, region=d.region)
+        # -- Amazon Cognito (staffAuth=cognito): a strict user-pools endpoint on the edge address, with
+        # a staff pool and user made the way an operator makes them (docs/staff-sign-in.md)
+        cognito_env: dict[str, str] = {}
+        cognito_auth = None
+        if cognito_mode:
+            cognito_auth, cognito_env = self._start_cognito()
+            self.phase("Cognito stand-in: staff pool, group and user")
+
+        # -- the edge: AppSync Events API (IAM publish, Lambda authorizer [+ Cognito]) and the ALB, in the edge
+        # namespace. The authorizer runs in this process with the Lambda's environment from the program, its
+        # secrets resolved the way the function resolves them from Secrets Manager.
+        for name in ("STAFF_TOKEN", "STAFF_TOKEN_SECRET_ARN", "SESSION_SECRET_ARN", "STAFF_AUTH"):
+            os.environ.pop(name, None)
+        os.environ.update({k: v for k, v in d.authorizer_env.items() if not k.endswith("_SECRET_ARN")})
+        os.environ.update({name.removesuffix("_ARN"): self.secret_values[arn]
+                           for name, arn in d.authorizer_env.items() if name.endswith("_SECRET_ARN")})
+        if cognito_auth is not None:
+            assert d.on_subscribe_code is not None
+            handler_file = self.workdir / "on_subscribe.js"
+            handler_file.write_text(d.on_subscribe_code)
+            self.events_api = LocalEventsApi(self.book, namespaces=d.namespaces, region=d.region, cognito=cognito_auth,
+                                             subscribe_modes=d.subscribe_modes, on_subscribe_code=handler_file)
+        else:
+            self.events_api = LocalEventsApi(self.book, namespaces=d.namespaces, region=d.region)
         import uvicorn
 
         async def edge_main(stop: asyncio.Event) -> None:
@@ -652,12 +705,15 @@ class Rehearsal:
             "APPSYNC_ENDPOINT": appsync_http,
             "APPSYNC_REALTIME_ENDPOINT": appsync_ws,
             "TURN_URLS": f"turn:{EDGE_IP}:3478?transport=udp,turn:{EDGE_IP}:3479?transport=tcp",
+            **cognito_env,
         }
-        assert set(overrides) == set(OVERRIDES)
+        assert set(overrides) == set(OVERRIDES) - (set() if cognito_mode else set(COGNITO_OVERRIDES))
         report.overrides = {k: f"{v}  ({OVERRIDES[k]})" for k, v in overrides.items()}
         self.runtime = await self._start_runtime(overrides, credentials_env, secret)
         self.phase("runtime serving (readyz 200)")
 
+        if cognito_mode:
+            self.staff_token = self._staff_sign_in()
         async with self._staff_subscriber(appsync_ws) as staff_events:
             guest = await self._guest_call()
             self.phase("guest booked a table by voice")
@@ -670,6 +726,66 @@ class Rehearsal:
         await self._verify_health()
 
     # ------------------------------------------------------------------
+    def _start_cognito(self) -> tuple[Any, dict[str, str]]:
+        """The staff pool as an operator has it after `pulumi up` + admin-create-user, on the local stand-in."""
+        from emulators.appsync_events import CognitoAuth
+        from emulators.cognito import LocalCognito
+
+        d = self.deployment
+        assert d.cognito_config is not None
+        env = d.runtime_env
+        # On the public edge address (a public AWS endpoint): the runtime fetches the pool's keys from it, the
+        # AppSync stand-in in the edge namespace too, and bin/smoke's operator in the guest's network signs in.
+        cognito = LocalCognito(host=EDGE_IP)
+        with entered(self.topology.edge_ns):
+            cognito.__enter__()
+        self.cleanups.append(lambda: cognito.__exit__(None, None, None))
+        mfa = d.staff_mfa or "OFF"
+        assert mfa in ("OFF", "OPTIONAL", "ON"), mfa
+        pool = cognito.create_staff_pool(mfa=mfa, group=env["COGNITO_STAFF_GROUP"])  # type: ignore[arg-type]
+        self.staff_password = "Rehearsal-" + secrets.token_urlsafe(12) + "9!"
+        cognito.add_user(pool, STAFF_USER, self.staff_password, groups=(pool.group,))
+        self.cognito, self.staff_pool = cognito, pool
+        # The program's provider regex is `^<client id>$` for its (mock) client; the same shape for the stand-in's.
+        program_client = env["COGNITO_CLIENT_ID"]
+        assert d.cognito_config["appIdClientRegex"] == f"^{re.escape(program_client)}$", d.cognito_config
+        assert d.cognito_config["userPoolId"] == env["COGNITO_USER_POOL_ID"], "one pool for AppSync and the runtime"
+        auth = CognitoAuth(user_pool_id=pool.pool_id, region=pool.region,
+                           app_id_client_regex=f"^{re.escape(pool.client_id)}$", jwks_url=cognito.jwks_url(pool))
+        return auth, {"COGNITO_USER_POOL_ID": pool.pool_id, "COGNITO_CLIENT_ID": pool.client_id,
+                      "COGNITO_REGION": pool.region, "COGNITO_ENDPOINT_URL": cognito.url}
+
+    def _staff_sign_in(self) -> str:
+        """The staff member's first sign-in, as in the web app: SRP, then (MFA required) an authenticator app
+        set up with the pool's TOTP secret; the access token is what staff pages send."""
+        from cryptography.hazmat.primitives.hashes import SHA1
+        from cryptography.hazmat.primitives.twofactor.totp import TOTP
+        from pycognito.aws_srp import AWSSRP  # an independent client implementation of Cognito's SRP
+
+        pool, idp = self.staff_pool, self.cognito.client()
+        srp = AWSSRP(STAFF_USER, self.staff_password, pool.pool_id, pool.client_id, client=idp)
+        started = idp.initiate_auth(AuthFlow="USER_SRP_AUTH", AuthParameters=srp.get_auth_params(),
+                                    ClientId=pool.client_id)
+        step = idp.respond_to_auth_challenge(
+            ClientId=pool.client_id, ChallengeName="PASSWORD_VERIFIER",
+            ChallengeResponses=srp.process_challenge(started["ChallengeParameters"], srp.get_auth_params()))
+        challenge = step.get("ChallengeName")
+        if challenge == "MFA_SETUP":
+            secret = idp.associate_software_token(Session=step["Session"])["SecretCode"]
+            key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+            code = TOTP(key, 6, SHA1(), 30, enforce_key_length=False).generate(time.time()).decode()  # noqa: S303
+            verified = idp.verify_software_token(Session=step["Session"], UserCode=code)
+            step = idp.respond_to_auth_challenge(ClientId=pool.client_id, ChallengeName="MFA_SETUP",
+                                                 Session=verified["Session"],
+                                                 ChallengeResponses={"USERNAME": STAFF_USER})
+        result = step.get("AuthenticationResult") or {}
+        self.report.check("staff signed in to the user pool with SRP", bool(result.get("AccessToken")),
+                          {"user": STAFF_USER, "mfa": self.deployment.staff_mfa, "challenge": challenge,
+                           "token expires in": result.get("ExpiresIn")})
+        if not result.get("AccessToken"):
+            raise RuntimeError(f"staff sign-in did not finish: {step.get('ChallengeName')}")
+        return str(result["AccessToken"])
+
     def _create_tables(self) -> None:
         import boto3
 
@@ -757,7 +873,9 @@ class Rehearsal:
 
         from runtime.events.gateway import subprotocols_for
 
-        auth = {"Authorization": f"Bearer {self.staff_token}", "host": f"{EDGE_IP}:{APPSYNC_PORT}"}
+        # AppSync's user-pool mode takes the bare JWT; the Lambda authorizer gets the header value as sent.
+        value = self.staff_token if self.deployment.cognito_config is not None else f"Bearer {self.staff_token}"
+        auth = {"Authorization": value, "host": f"{EDGE_IP}:{APPSYNC_PORT}"}
         events: list[dict[str, Any]] = []
         async with connect(url, subprotocols=subprotocols_for(auth), proxy=None, open_timeout=10) as ws:  # type: ignore[arg-type]
             await ws.send(json.dumps({"type": "connection_init"}))

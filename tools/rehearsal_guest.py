@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from runtime.media.audio import resample_pcm
-from runtime.media.probe import CallProbe
-from runtime.media.smoke import speech_wav
+from tools.probe import CallProbe
+from tools.smoke import speech_wav
 
 
 async def book(base_url: str, within: float) -> dict[str, Any]:

@@ -5,6 +5,9 @@ import { defineConfig } from "vitest/config";
 // at run time, so there are no build-time env variables here.
 export default defineConfig({
   plugins: [react()],
+  // amazon-cognito-identity-js depends on the `buffer` package (v4), which reads Node's `global` at load
+  // time (`global.TYPED_ARRAY_SUPPORT`): without this the staff page throws a ReferenceError in browsers.
+  define: { global: "globalThis" },
   base: "/",
   build: { outDir: "dist", sourcemap: true, target: "es2022" },
   server: {

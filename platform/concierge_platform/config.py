@@ -9,12 +9,23 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pulumi
 
 Compute = Literal["ecs", "ec2"]
 COMPUTE_CHOICES: tuple[str, ...] = ("ecs", "ec2")
+StaffAuth = Literal["cognito", "token"]
+STAFF_AUTH_CHOICES: tuple[str, ...] = ("cognito", "token")
+# staffMfa -> the user pool's MfaConfiguration (TOTP software tokens only, never SMS):
+# https://docs.aws.amazon.com/cognito/latest/developerguide/user-pool-settings-mfa.html
+STAFF_MFA: dict[str, str] = {"optional": "OPTIONAL", "required": "ON"}
+ROOT = Path(__file__).resolve().parents[2]  # the repository (platform/concierge_platform/config.py)
+DEFAULT_WEB_DIST = "webapp/dist"  # `npm run build` in webapp/ (vite.config.ts outDir)
+# The CloudFront origin header's value goes into an ALB listener rule condition: at most 128 characters, and
+# '*' and '?' would be wildcards there (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/rule-condition-types.html).
+ORIGIN_SECRET_RE = re.compile(r"[A-Za-z0-9+/=_-]{32,128}")
 
 # The ALB closes a connection idle this long; the runtime's HTTP keep-alive is set above it (KEEP_ALIVE_SECONDS)
 # so the ALB, never the runtime, closes an idle connection (a runtime-side close races the ALB's next request
@@ -81,8 +92,17 @@ class StackConfig:
     alb_idle_timeout: int
     drain_minutes: int
     turn_secret: pulumi.Output[str]
-    staff_token: pulumi.Output[str]
+    staff_token: pulumi.Output[str] | None  # only with staffAuth=token: in cognito mode no one accepts it
     session_secret: pulumi.Output[str]
+    # CDN (docs/edge-cdn.md): web app on S3 behind CloudFront, the ALB only behind CloudFront.
+    cdn: bool
+    web_dist_dir: Path  # the build `pulumi up` uploads
+    origin_domain_name: str  # the ALB's own name behind CloudFront
+    origin_secret: pulumi.Output[str] | None  # the header value CloudFront sends and the ALB requires (cdn only)
+    price_class: str
+    # Staff sign-in: Cognito user pool or the shared STAFF_TOKEN.
+    staff_auth: StaffAuth
+    staff_mfa: str  # a STAFF_MFA key
 
     @property
     def prefix(self) -> str:
@@ -180,6 +200,41 @@ def load(project: str | None = None, stack: str | None = None) -> StackConfig:
         raise ConfigError(f"config drainMinutes must be within 1..120, got {drain}")
     deletion_protection = cfg.get_bool("deletionProtection") or False
     protect = cfg.get_bool("protect")
+    cdn = cfg.get_bool("cdn")
+    cdn = True if cdn is None else cdn
+    staff_auth = cfg.get("staffAuth") or "cognito"
+    if staff_auth not in STAFF_AUTH_CHOICES:
+        raise ConfigError(f"config staffAuth must be one of {', '.join(STAFF_AUTH_CHOICES)}, got {staff_auth!r}")
+    staff_mfa = (cfg.get("staffMfa") or "optional").lower()
+    if staff_mfa not in STAFF_MFA:
+        raise ConfigError(f"config staffMfa must be one of {', '.join(STAFF_MFA)}, got {staff_mfa!r}")
+    origin_domain = (cfg.get("originDomainName") or f"origin.{domain}").strip().rstrip(".").lower()
+    if cdn and origin_domain == domain:
+        raise ConfigError("config originDomainName must differ from domainName: the site name points at CloudFront")
+    if origin_domain != zone and not origin_domain.endswith("." + zone):
+        raise ConfigError(f"config originDomainName {origin_domain!r} is not inside hostedZoneName {zone!r}")
+    web_dist = Path(cfg.get("webDistDir") or DEFAULT_WEB_DIST)
+    web_dist = web_dist if web_dist.is_absolute() else ROOT / web_dist
+    if cdn and not (web_dist / "index.html").is_file():
+        raise ConfigError(f"config webDistDir {web_dist} holds no index.html: build the web app first "
+                          "(cd webapp && npm ci && npm run build), or set cdn false")
+    price_class = cfg.get("cdnPriceClass") or "PriceClass_100"
+    if price_class not in ("PriceClass_100", "PriceClass_200", "PriceClass_All"):
+        raise ConfigError(f"config cdnPriceClass must be PriceClass_100, PriceClass_200 or PriceClass_All, "
+                          f"got {price_class!r}")
+    turn_secret = cfg.require_secret("turnSecret")
+    staff_token = cfg.require_secret("staffToken") if staff_auth == "token" else None
+    session_secret = cfg.require_secret("sessionSecret")
+    # Read plainly only to check it here, before any resource exists (get_secret is Output.secret(get(...))); it
+    # leaves as a secret Output, so Pulumi encrypts it in state and never prints it.
+    origin_raw = cfg.get("originSecret") if cdn else None
+    if cdn and origin_raw is None:
+        raise ConfigError("config originSecret is required with cdn true: "
+                          "pulumi config set --secret originSecret \"$(openssl rand -hex 32)\"")
+    if origin_raw is not None and not ORIGIN_SECRET_RE.fullmatch(origin_raw):
+        raise ConfigError("config originSecret must be 32..128 characters of letters, digits and + / = _ - "
+                          "(e.g. openssl rand -hex 32)")
+    origin_secret = pulumi.Output.secret(origin_raw) if origin_raw is not None else None
     return StackConfig(
         project=project or pulumi.get_project(),
         stack=stack_name,
@@ -212,7 +267,14 @@ def load(project: str | None = None, stack: str | None = None) -> StackConfig:
         name_prefix=name_prefix,
         alb_idle_timeout=idle,
         drain_minutes=drain,
-        turn_secret=cfg.require_secret("turnSecret"),
-        staff_token=cfg.require_secret("staffToken"),
-        session_secret=cfg.require_secret("sessionSecret"),
+        turn_secret=turn_secret,
+        staff_token=staff_token,
+        session_secret=session_secret,
+        cdn=cdn,
+        web_dist_dir=web_dist,
+        origin_domain_name=origin_domain,
+        origin_secret=origin_secret,
+        price_class=price_class,
+        staff_auth=staff_auth,  # type: ignore[arg-type]  # checked against STAFF_AUTH_CHOICES above
+        staff_mfa=staff_mfa,
     )

@@ -1,5 +1,10 @@
 """Edge: what the Internet sees. HTTPS ALB (+WAF) for the API, web app and WebSockets; NLB for TURN.
 
+With the CDN (cdn.py) the ALB is CloudFront's origin instead: it has its own name and certificate
+(``originDomainName``), no HTTP listener and no regional WAF (the CloudFront web ACL holds the rules; here
+every client address would be a CloudFront edge's), and its HTTPS listener answers 403 unless the request
+carries CloudFront's secret origin header (docs/edge-cdn.md).
+
 Certificates are validated through Route 53 using Output lifting on ``domain_validation_options[0]``
 (one name per certificate), never by creating records inside an ``apply`` (invisible to previews).
 """
@@ -12,6 +17,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
+from .cdn import ORIGIN_HEADER
 from .config import ALB_IDLE_TIMEOUT_S
 from .logs import ALB_PREFIX
 from .security import APP_PORT, TURN_PORT, TURN_TCP_PORT, TURN_TLS_PORT
@@ -20,6 +26,32 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 WEBSOCKET_IDLE_TIMEOUT_S = ALB_IDLE_TIMEOUT_S  # a call's WebSocket (audio fallback, events) idles between turns
 WAF_RATE_LIMIT = 2000  # requests per IP per 5-minute window
 WAF_RATE_WINDOW_S = 300
+
+
+def waf_visibility(metric: str) -> dict[str, object]:
+    return {"cloudwatch_metrics_enabled": True, "metric_name": metric, "sampled_requests_enabled": True}
+
+
+def _managed(rule: str, priority: int, count_only: tuple[str, ...] = ()) -> dict[str, object]:
+    statement: dict[str, object] = {"name": rule, "vendor_name": "AWS"}
+    if count_only:
+        statement["rule_action_overrides"] = [{"name": r, "action_to_use": {"count": {}}} for r in count_only]
+    return {"name": rule, "priority": priority, "override_action": {"none": {}},
+            "statement": {"managed_rule_group_statement": statement}, "visibility_config": waf_visibility(rule)}
+
+
+def waf_rules() -> list[dict[str, object]]:
+    """The web ACL's rules, the same on the ALB (REGIONAL) and on CloudFront (CLOUDFRONT)."""
+    return [
+        # The common rule set blocks bodies over 8 KB; a non-trickle WebRTC offer carries every ICE
+        # candidate and can exceed that, so that one rule only counts (the runtime caps bodies itself).
+        _managed("AWSManagedRulesCommonRuleSet", 10, count_only=("SizeRestrictions_BODY",)),
+        _managed("AWSManagedRulesKnownBadInputsRuleSet", 20),
+        {"name": "rate-limit-per-ip", "priority": 30, "action": {"block": {}},
+         "statement": {"rate_based_statement": {"limit": WAF_RATE_LIMIT, "aggregate_key_type": "IP",
+                                                "evaluation_window_sec": WAF_RATE_WINDOW_S}},
+         "visibility_config": waf_visibility("rate-limit-per-ip")},
+    ]
 
 
 @dataclass
@@ -37,6 +69,9 @@ class EdgeArgs:
     log_bucket_ready: pulumi.Resource | None = None  # its bucket policy: ELB checks write access at enable time
     idle_timeout: int = WEBSOCKET_IDLE_TIMEOUT_S
     deletion_protection: bool = False
+    # CDN mode: the ALB's own host name and the header value CloudFront sends it (None: the ALB is the site).
+    origin_domain_name: str | None = None
+    origin_secret: pulumi.Input[str] | None = None
 
 
 class Edge(pulumi.ComponentResource):
@@ -48,7 +83,9 @@ class Edge(pulumi.ComponentResource):
         zone = aws.route53.get_zone(name=args.hosted_zone_name, private_zone=False)
         self.zone_id: str = zone.zone_id
 
-        api_cert = self._certificate(f"{name}-api", args.domain_name, child)
+        behind_cdn = args.origin_domain_name is not None
+        alb_domain = args.origin_domain_name if args.origin_domain_name is not None else args.domain_name
+        api_cert = self._certificate(f"{name}-api", alb_domain, child)
         turn_cert = self._certificate(f"{name}-turn", args.turn_domain_name, child)
 
         # --- API load balancer -----------------------------------------------------------------
@@ -70,47 +107,43 @@ class Edge(pulumi.ComponentResource):
                           "interval": 15, "timeout": 5, "healthy_threshold": 2, "unhealthy_threshold": 3},
             tags={"Name": f"{args.name}-api"}, opts=child,
         )
-        self.http_listener = aws.lb.Listener(
-            f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
-            default_actions=[{"type": "redirect",
-                              "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
-            opts=child,
-        )
+        self.http_listener: aws.lb.Listener | None = None
+        if not behind_cdn:  # CloudFront talks HTTPS only; nobody else may reach the ALB at all
+            self.http_listener = aws.lb.Listener(
+                f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+                default_actions=[{"type": "redirect",
+                                  "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
+                opts=child,
+            )
+        forward = {"type": "forward", "target_group_arn": self.api_target_group.arn}
+        refuse = {"type": "fixed-response",
+                  "fixed_response": {"content_type": "text/plain", "message_body": "Forbidden", "status_code": "403"}}
         self.https_listener = aws.lb.Listener(
             f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
             ssl_policy=TLS_POLICY, certificate_arn=api_cert.certificate_arn,
-            default_actions=[{"type": "forward", "target_group_arn": self.api_target_group.arn}],
+            default_actions=[refuse if behind_cdn else forward],
             opts=child,
         )
+        self.origin_rule: aws.lb.ListenerRule | None = None
+        if behind_cdn:
+            # Only requests carrying CloudFront's secret header reach the runtime; the prefix list in the security
+            # group admits every CloudFront distribution, this header only ours.
+            # https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/restrict-access-to-load-balancer.html
+            self.origin_rule = aws.lb.ListenerRule(
+                f"{name}-from-cloudfront", listener_arn=self.https_listener.arn, priority=1,
+                conditions=[{"http_header": {"http_header_name": ORIGIN_HEADER, "values": [args.origin_secret]}}],
+                actions=[forward], opts=child,
+            )
 
-        # --- WAF on the ALB ----------------------------------------------------------------------
-        def visibility(metric: str) -> dict[str, object]:
-            return {"cloudwatch_metrics_enabled": True, "metric_name": metric, "sampled_requests_enabled": True}
-
-        def managed(rule: str, priority: int, count_only: tuple[str, ...] = ()) -> dict[str, object]:
-            statement: dict[str, object] = {"name": rule, "vendor_name": "AWS"}
-            if count_only:
-                statement["rule_action_overrides"] = [{"name": r, "action_to_use": {"count": {}}} for r in count_only]
-            return {"name": rule, "priority": priority, "override_action": {"none": {}},
-                    "statement": {"managed_rule_group_statement": statement},
-                    "visibility_config": visibility(rule)}
-
-        self.web_acl = aws.wafv2.WebAcl(
-            f"{name}-waf", scope="REGIONAL", default_action={"allow": {}},
-            rules=[
-                # The common rule set blocks bodies over 8 KB; a non-trickle WebRTC offer carries every ICE
-                # candidate and can exceed that, so that one rule only counts (the runtime caps bodies itself).
-                managed("AWSManagedRulesCommonRuleSet", 10, count_only=("SizeRestrictions_BODY",)),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 20),
-                {"name": "rate-limit-per-ip", "priority": 30, "action": {"block": {}},
-                 "statement": {"rate_based_statement": {"limit": WAF_RATE_LIMIT, "aggregate_key_type": "IP",
-                                                        "evaluation_window_sec": WAF_RATE_WINDOW_S}},
-                 "visibility_config": visibility("rate-limit-per-ip")},
-            ],
-            visibility_config=visibility(f"{args.name}-waf"), opts=child,
-        )
-        aws.wafv2.WebAclAssociation(f"{name}-waf-alb", resource_arn=self.alb.arn, web_acl_arn=self.web_acl.arn,
-                                    opts=child)
+        # --- WAF on the ALB (without the CDN; with it the CloudFront web ACL, cdn.py, has these rules) -----
+        self.web_acl: aws.wafv2.WebAcl | None = None
+        if not behind_cdn:
+            self.web_acl = aws.wafv2.WebAcl(
+                f"{name}-waf", scope="REGIONAL", default_action={"allow": {}}, rules=waf_rules(),
+                visibility_config=waf_visibility(f"{args.name}-waf"), opts=child,
+            )
+            aws.wafv2.WebAclAssociation(f"{name}-waf-alb", resource_arn=self.alb.arn,
+                                        web_acl_arn=self.web_acl.arn, opts=child)
 
         # --- TURN load balancer --------------------------------------------------------------------
         # One protocol per port (security.TURN_TCP_PORT): UDP 3478 -> the UDP relay process, TCP 3479 and
@@ -148,14 +181,15 @@ class Edge(pulumi.ComponentResource):
             default_actions=[{"type": "forward", "target_group_arn": self.turn_tcp_target_group.arn}], opts=child,
         )
         # What each target group's consumers (ECS services, the ASG) must wait for.
-        self.listeners_of: dict[str, list[aws.lb.Listener]] = {
-            "api": [self.https_listener],
+        self.listeners_of: dict[str, list[pulumi.Resource]] = {
+            "api": [self.https_listener, *([self.origin_rule] if self.origin_rule is not None else [])],
             "udp": [self.turn_listener],
             "tcp": [self.turn_tcp_listener, self.turn_tls_listener],
         }
 
         # --- DNS ------------------------------------------------------------------------------------
-        for key, fqdn, lb in (("api", args.domain_name, self.alb), ("turn", args.turn_domain_name, self.nlb)):
+        # With the CDN the site name is CloudFront's (cdn.py) and this record is the origin's name.
+        for key, fqdn, lb in (("api", alb_domain, self.alb), ("turn", args.turn_domain_name, self.nlb)):
             aws.route53.Record(
                 f"{name}-{key}-alias", zone_id=self.zone_id, name=fqdn, type="A",
                 aliases=[{"name": lb.dns_name, "zone_id": lb.zone_id, "evaluate_target_health": True}],

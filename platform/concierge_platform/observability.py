@@ -38,6 +38,9 @@ class ObservabilityArgs:
     dlq_name: pulumi.Input[str] | None = None
     publisher_function_name: pulumi.Input[str] | None = None
     web_acl_arn: pulumi.Input[str] | None = None
+    # The CloudFront web ACL's logging configuration and log group must be in us-east-1 with it (cdn.py):
+    # https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
+    waf_provider: pulumi.ProviderResource | None = None
 
 
 def alarm_key_policy(region: str, account: str) -> str:
@@ -77,13 +80,14 @@ class Observability(pulumi.ComponentResource):
                                    kms_master_key_id=self.alarm_key.arn, opts=child)
         self.waf_logs: aws.cloudwatch.LogGroup | None = None
         if args.web_acl_arn is not None:
+            waf_opts = pulumi.ResourceOptions(parent=self, provider=args.waf_provider)
             self.waf_logs = aws.cloudwatch.LogGroup(
                 f"{name}-waf-logs", name=f"{WAF_LOG_PREFIX}{args.name}", retention_in_days=args.log_retention_days,
-                opts=child)
+                opts=waf_opts)
             aws.wafv2.WebAclLoggingConfiguration(
                 f"{name}-waf-logging", resource_arn=args.web_acl_arn, log_destination_configs=[self.waf_logs.arn],
                 # Staff bearer tokens and guest session tokens travel in this header.
-                redacted_fields=[{"single_header": {"name": "authorization"}}], opts=child)
+                redacted_fields=[{"single_header": {"name": "authorization"}}], opts=waf_opts)
         if args.alarm_email:
             aws.sns.TopicSubscription(f"{name}-alarms-email", topic=self.topic.arn, protocol="email",
                                       endpoint=args.alarm_email, opts=child)

@@ -33,6 +33,8 @@ WORLD = "0.0.0.0/0"
 class SecurityGroupsArgs:
     vpc_id: pulumi.Input[str]
     name: str
+    # CDN mode: the CloudFront origin-facing managed prefix list; the ALB then admits HTTPS from it only.
+    alb_prefix_list_id: pulumi.Input[str] | None = None
 
 
 class SecurityGroups(pulumi.ComponentResource):
@@ -53,14 +55,20 @@ class SecurityGroups(pulumi.ComponentResource):
                 tags={"Name": f"{args.name}-{key}"}, opts=child,
             )
 
-        self.alb = group("alb", "API load balancer: HTTPS and HTTP (redirect) from the Internet")
+        self.alb = group("alb", "API load balancer: HTTPS from CloudFront only" if args.alb_prefix_list_id is not None
+                         else "API load balancer: HTTPS and HTTP (redirect) from the Internet")
         self.app = group("app", "API service (runtime): HTTP from the ALB, media UDP from the TURN relays")
         self.turn_lb = group("turn-lb", "TURN load balancer: TURN UDP 3478, TCP 3479 and TURN-over-TLS 443")
         self.turn = group("turn", "TURN relays (coturn): TURN from the NLB, relayed media from the runtime")
 
-        # Internet -> load balancers: the only world-open ingress, one listener port each.
-        self._ingress("alb-https", self.alb, "tcp", 443, 443, cidr=WORLD)
-        self._ingress("alb-http", self.alb, "tcp", 80, 80, cidr=WORLD)
+        # Internet -> load balancers: the only world-open ingress, one listener port each. Behind CloudFront the ALB
+        # admits its origin-facing servers only (the prefix list counts as its weight against the group's rule
+        # quota: https://docs.aws.amazon.com/vpc/latest/userguide/working-with-aws-managed-prefix-lists.html).
+        if args.alb_prefix_list_id is not None:
+            self._ingress("alb-https-cloudfront", self.alb, "tcp", 443, 443, prefix_list=args.alb_prefix_list_id)
+        else:
+            self._ingress("alb-https", self.alb, "tcp", 443, 443, cidr=WORLD)
+            self._ingress("alb-http", self.alb, "tcp", 80, 80, cidr=WORLD)
         self._ingress("turn-lb-udp", self.turn_lb, "udp", TURN_PORT, TURN_PORT, cidr=WORLD)
         self._ingress("turn-lb-tcp", self.turn_lb, "tcp", TURN_TCP_PORT, TURN_TCP_PORT, cidr=WORLD)
         self._ingress("turn-lb-tls", self.turn_lb, "tcp", TURN_TLS_PORT, TURN_TLS_PORT, cidr=WORLD)
@@ -84,10 +92,12 @@ class SecurityGroups(pulumi.ComponentResource):
         self.register_outputs({})
 
     def _ingress(self, key: str, sg: aws.ec2.SecurityGroup, proto: str, lo: int | None, hi: int | None, *,
-                 cidr: str | None = None, peer: aws.ec2.SecurityGroup | None = None) -> None:
+                 cidr: str | None = None, peer: aws.ec2.SecurityGroup | None = None,
+                 prefix_list: pulumi.Input[str] | None = None) -> None:
         aws.vpc.SecurityGroupIngressRule(
             f"{self._name}-in-{key}", security_group_id=sg.id, ip_protocol=proto, from_port=lo, to_port=hi,
-            cidr_ipv4=cidr, referenced_security_group_id=peer.id if peer else None, opts=self._child,
+            cidr_ipv4=cidr, referenced_security_group_id=peer.id if peer else None, prefix_list_id=prefix_list,
+            opts=self._child,
         )
 
     def _egress(self, key: str, sg: aws.ec2.SecurityGroup, proto: str, lo: int | None, hi: int | None, *,

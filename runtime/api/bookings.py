@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -16,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from runtime.api.json_body import read_json
 from runtime.api.security import principal_of, require_staff
 from runtime.errors import ApiError
-from runtime.ratelimit import RateLimiter
+from runtime.ratelimit import RateLimiter, client_key
 from runtime.services import services_of
 
 # Per client address: a burst a busy front desk or a party of retries never hits, a steady 2/s after.
@@ -52,7 +53,7 @@ def routes() -> list[BaseRoute]:
                   hour: {type: string, pattern: '^\\d{2}:\\d{2}$', example: "19:00"}
                   num_guests: {type: integer, minimum: 1, maximum: 20}
         responses:
-          201: {description: booked; body is the booking, Location its URL}
+          201: {description: 'booked; body is the booking, Location its URL'}
           200: {description: idempotent replay; body is the original booking}
           400: {description: malformed JSON (invalid_json)}
           409: {description: 'slot_full (details: seats_left, alternatives) or idempotency_key_reused'}
@@ -66,8 +67,10 @@ def routes() -> list[BaseRoute]:
         data = await read_json(request, required=True)
         principal = principal_of(request)
         session_id = principal.session_id if principal is not None and not principal.is_staff else None
+        # Staff are not limited: the front desk books for the guests who phone in.
+        client = None if principal is not None and principal.is_staff else client_key(request)
         booking, created = await services.bookings.create(
-            data, idempotency_key=request.headers.get("idempotency-key"), session_id=session_id)
+            data, idempotency_key=request.headers.get("idempotency-key"), session_id=session_id, client=client)
         return _booking_response(booking, 201 if created else 200)
 
     async def list_bookings(request: Request) -> JSONResponse:
@@ -117,6 +120,7 @@ def routes() -> list[BaseRoute]:
               schema: {type: object, properties: {reason: {type: string, maxLength: 500}}}
         responses:
           200: {description: the cancelled booking}
+          400: {description: malformed JSON body (invalid_json)}
           404: {description: no such booking}
           422: {description: invalid reason}
           429: {description: too many requests from this address}
@@ -132,9 +136,18 @@ def routes() -> list[BaseRoute]:
         booking, _ = await services_of(request).bookings.cancel(request.path_params["booking_id"], reason)
         return _booking_response(booking, 200)
 
+    # One route per path, its methods on one HTTPEndpoint: with a Route per method, Starlette answers a
+    # 405 from the first route whose path matched, and its Allow header named only that route's methods.
+    # The OpenAPI generator reads each method's own docstring from the class.
+    class Bookings(HTTPEndpoint):
+        get = staticmethod(list_bookings)
+        post = staticmethod(create_booking)
+
+    class Booking(HTTPEndpoint):
+        get = staticmethod(get_booking)
+        delete = staticmethod(cancel_booking)
+
     return [
-        Route("/api/bookings", create_booking, methods=["POST"]),
-        Route("/api/bookings", list_bookings, methods=["GET"]),
-        Route("/api/bookings/{booking_id}", get_booking, methods=["GET"]),
-        Route("/api/bookings/{booking_id}", cancel_booking, methods=["DELETE"]),
+        Route("/api/bookings", Bookings),
+        Route("/api/bookings/{booking_id}", Booking),
     ]

@@ -19,17 +19,31 @@ from runtime.settings import Settings
 
 
 def _origin(request: Request, settings: Settings) -> tuple[str, str]:
-    """(scheme, host[:port]) the browser used, honouring proxy headers only when told to trust them."""
+    """(scheme, host[:port]) of the site: ``PUBLIC_ORIGIN`` when configured, else what the browser used.
+
+    ``X-Forwarded-Host`` is never taken: any client can write it, and it would put an attacker's host into
+    the events URLs a page connects to (issue 17). Behind CloudFront/ALB set ``PUBLIC_ORIGIN``; without it
+    the Host header is used, with ``X-Forwarded-Proto`` only when proxy headers are trusted.
+    """
+    if settings.public_origin:
+        scheme, _, host = settings.public_origin.partition("://")
+        return scheme, host
     scheme = request.url.scheme
     host = request.headers.get("host") or request.url.netloc
     if settings.trust_proxy_headers:
         proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
         if proto in ("http", "https"):
             scheme = proto
-        forwarded_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
-        if forwarded_host:
-            host = forwarded_host
     return scheme, host
+
+
+def staff_auth(settings: Settings) -> dict[str, str | None]:
+    """How the staff view signs in (docs/staff-sign-in.md): paste the staff token, or SRP against the pool."""
+    if settings.staff_auth != "cognito":
+        return {"mode": "token"}
+    return {"mode": "cognito", "region": settings.cognito_pool_region, "userPoolId": settings.cognito_user_pool_id,
+            "clientId": settings.cognito_client_id, "endpoint": settings.cognito_endpoint_url,
+            "group": settings.cognito_staff_group}
 
 
 def events_endpoints(request: Request, settings: Settings) -> dict[str, str]:
@@ -59,7 +73,7 @@ def events_endpoints(request: Request, settings: Settings) -> dict[str, str]:
 async def get_config(request: Request) -> JSONResponse:
     """What the web app needs to start a call.
     ---
-    summary: Client configuration (ICE servers, events endpoints, engine, voices, transports)
+    summary: Client configuration (ICE servers, events endpoints, engine, voices, transports, staff sign-in)
     responses:
       200: {description: configuration object}
     """
@@ -78,6 +92,7 @@ async def get_config(request: Request) -> JSONResponse:
         "voice": settings.voice_id if settings.voice_id in voices else voices[0],
         "transports": ["webrtc", "websocket"],
         "restaurant": {"name": settings.restaurant_name, "timeZone": settings.restaurant_timezone},
+        "staffAuth": staff_auth(settings),
     }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

@@ -34,7 +34,7 @@ async def readyz(request: Request) -> JSONResponse:
     summary: Readiness probe (load balancer health check)
     responses:
       200: {description: ready}
-      503: {description: not ready yet, or shutting down}
+      503: {description: 'not ready yet, or shutting down'}
     """
     services = getattr(request.app.state, "services", None)
     if services is None or not await services_of(request).ready():

@@ -30,10 +30,17 @@ from runtime.bookings.validation import (
     validate,
     validation_failed,
 )
-from runtime.errors import Conflict, NotFound, ValidationFailed
+from runtime.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
 from runtime.metrics import BOOKINGS
 from runtime.settings import Settings
-from runtime.stores.base import Booking, BookingRepository, CapacityExceeded, IdempotencyMismatch
+from runtime.stores.base import (
+    Booking,
+    BookingRepository,
+    CapacityExceeded,
+    HolderLimitExceeded,
+    HolderLimits,
+    IdempotencyMismatch,
+)
 
 ID_PREFIX = "BK-"
 ID_CHARS = 10
@@ -63,6 +70,32 @@ def request_hash(request: BookingRequest, session_id: str | None) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def holders_of(client: str | None, session_id: str | None) -> list[str]:
+    """The ledgers a booking counts against: the client's address key and, for a guest session, the session.
+
+    Both, because neither alone is enough: many calls can come from one address, and one call's session
+    token can be replayed on the REST API from other addresses.
+    """
+    return ([f"addr:{client}"] if client else []) + ([f"session:{session_id}"] if session_id else [])
+
+
+def limit_message(exc: HolderLimitExceeded, request: BookingRequest, settings: Settings) -> str:
+    """A refusal the assistant can read out: why, and what the guest can do instead."""
+    phone = f" on {settings.restaurant_phone}" if settings.restaurant_phone else ""
+    call = f"please call {settings.restaurant_name}{phone}"
+    if exc.limit == "per_slot":
+        bookings = "one booking" if exc.allowed == 1 else f"{exc.allowed} bookings"
+        why = f"we take only {bookings} per guest for the same time online, and you already have that at " \
+              f"{request.hour} on {request.date}"
+    elif exc.limit == "per_day":
+        bookings = "one booking" if exc.allowed == 1 else f"{exc.allowed} bookings"
+        why = f"we take only {bookings} per guest per day online, and you already have that on {request.date}"
+    else:
+        why = f"we hold at most {exc.allowed} seats per guest online, and your bookings already hold {exc.held}, " \
+              f"so a party of {request.num_guests} does not fit"
+    return f"Sorry, {why}. To book more, {call}, or cancel a booking you no longer need first."
+
+
 def _utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -78,9 +111,21 @@ class BookingService:
         """The current time, aware, in the restaurant's time zone."""
         return self._clock().astimezone(self.settings.tz)
 
+    def limits(self) -> HolderLimits | None:
+        s = self.settings
+        if not (s.booking_limit_per_slot or s.booking_limit_per_day or s.booking_limit_seats):
+            return None
+        now = self.now()
+        return HolderLimits(per_slot=s.booking_limit_per_slot, per_day=s.booking_limit_per_day,
+                            seats=s.booking_limit_seats, now=(now.date().isoformat(), now.strftime("%H:%M")))
+
     async def create(self, data: Mapping[str, Any], *, idempotency_key: str | None = None,
-                     session_id: str | None = None) -> tuple[Booking, bool]:
-        """Book a table; ``(booking, False)`` when ``idempotency_key`` replays an earlier request."""
+                     session_id: str | None = None, client: str | None = None) -> tuple[Booking, bool]:
+        """Book a table; ``(booking, False)`` when ``idempotency_key`` replays an earlier request.
+
+        ``client`` (``runtime.ratelimit.client_key``) and ``session_id`` are who holds the booking for the
+        abuse limits; the caller leaves both out for staff, whom no limit applies to.
+        """
         try:
             key = check_idempotency_key(idempotency_key)
             request: BookingRequest = validate(BookingRequest, data, self.settings, self.now())
@@ -95,8 +140,14 @@ class BookingService:
         try:
             stored, created = await self.repo.create(
                 booking, seats_per_slot=self.settings.seats_per_slot, idempotency_key=key,
-                request_hash=request_hash(request, session_id),
+                request_hash=request_hash(request, session_id), holders=holders_of(client, session_id),
+                limits=self.limits(),
             )
+        except HolderLimitExceeded as exc:
+            BOOKINGS.labels("create", f"limit_{exc.limit}").inc()
+            raise TooManyRequests(limit_message(exc, request, self.settings), code="booking_limit",
+                                  details={"limit": exc.limit, "allowed": exc.allowed, "held": exc.held,
+                                           "phone": self.settings.restaurant_phone}) from None
         except IdempotencyMismatch:
             BOOKINGS.labels("create", "key_reused").inc()
             raise Conflict("This Idempotency-Key was already used for a different booking request; "

@@ -310,6 +310,8 @@ class DialogueManager:
         result = await tools("create_restaurant_booking", {
             "name": s.name, "date": s.date.isoformat(), "hour": s.time, "num_guests": s.guests})
         error = _error(result)
+        if error is not None and _find_value(result, "code") == "booking_limit":
+            return self._limit_refusal(result)
         if error is not None:
             alternatives = [a for a in _find_list(result, "alternatives") if isinstance(a, str)]
             if alternatives:
@@ -328,6 +330,31 @@ class DialogueManager:
         if not booking_id:
             return "Your table is booked. Is there anything else I can help with?"
         return (f"Your table is booked. Your booking number is {say_booking_id(str(booking_id))}. "
+                "Is there anything else I can help with?")
+
+    def _limit_refusal(self, result: dict[str, Any]) -> str:
+        """A booking limit said no: say why in words, and what to do; asking to change the booking won't help."""
+        s = self._slots
+        limit, allowed, held = (_find_value(result, k) for k in ("limit", "allowed", "held"))
+        phone = _find_value(result, "phone")
+        when = say_date(s.date, self.today or self._fallback_today()) if s.date else "that day"
+        when = when if when.startswith(("today", "tomorrow", "that")) else f"on {when}"
+        if limit == "per_slot" and s.time:
+            why = f"you already have a booking at {say_time(s.time)} {when}, and I can only take one per guest then"
+        elif limit == "per_day" and isinstance(allowed, int):
+            bookings = "a booking" if allowed == 1 else f"{number_words(allowed)} bookings"
+            why = f"you already have {bookings} {when}, the most I can take for one guest in a day"
+        elif isinstance(allowed, int) and isinstance(held, int) and s.guests:
+            party = "one more guest" if s.guests == 1 else f"{number_words(s.guests)} more guests"
+            why = (f"your bookings already hold {number_words(held)} seats, and I can hold at most "
+                   f"{number_words(allowed)} for one guest, so I can't add {party}")
+        else:
+            why = "that is more than I can book for one guest"
+        self._reset()
+        self.state = "done"
+        call = f"please call the restaurant on {phone}" if isinstance(phone, str) and phone else \
+            "please call the restaurant"
+        return (f"Sorry, {why}. To book more, {call}, or cancel a booking you no longer need. "
                 "Is there anything else I can help with?")
 
     async def _availability(self, tools: ToolCaller) -> str:

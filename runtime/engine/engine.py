@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from runtime.engine import memory
 from runtime.engine.asr import GenericRecognizer, SpeechStarted, StreamingRecognizer, Utterance
 from runtime.engine.dialogue import DialogueManager
 from runtime.engine.lm.build import LanguageAssets, build_assets
@@ -44,6 +45,9 @@ log = logging.getLogger("runtime.engine")
 AUDIO_CHUNK_SECONDS = 0.08  # audioOutput payload size: small enough to start playback at once
 TOOL_TIMEOUT_SECONDS = 15.0
 INTERRUPTED_MARKER = '{ "interrupted" : true }'  # the exact text Nova Sonic sends on barge-in
+# A closed stream's recogniser is freed when its transport drops the session, just after the close: trim the
+# heap this long after a close (at most one trim per window however many calls end in it). docs/memory.md
+TRIM_DELAY_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -101,6 +105,8 @@ class OfflineEngine:
         self._streams: set[OfflineStream] = set()
         # Decoding and synthesis get their own threads so they never queue behind other executor work.
         self._executor = ThreadPoolExecutor(max_workers=max(2, settings.workers), thread_name_prefix="engine")
+        self._trim_pending = False
+        self.trims = 0  # heap trims run (bench/soak.py and tests read it)
 
     @property
     def ready(self) -> bool:
@@ -130,6 +136,23 @@ class OfflineEngine:
 
     def _forget(self, stream: OfflineStream) -> None:
         self._streams.discard(stream)
+        self._schedule_trim()
+
+    def _schedule_trim(self) -> None:
+        """Give the freed heap of ended calls back to the OS soon; without it RSS grew ~10 MB per call."""
+        if self._trim_pending or not memory.available:
+            return
+        self._trim_pending = True
+        asyncio.get_running_loop().call_later(TRIM_DELAY_SECONDS, self._trim_now)
+
+    def _trim_now(self) -> None:
+        self._trim_pending = False
+        with contextlib.suppress(RuntimeError):  # the engine was closed meanwhile: its executor takes no work
+            self._executor.submit(self._trim_job)
+
+    def _trim_job(self) -> None:
+        memory.release_free_heap()
+        self.trims += 1
 
     async def close(self) -> None:
         for stream in list(self._streams):
@@ -146,7 +169,8 @@ class OfflineStream:
         settings = engine._settings
         self._engine = engine
         self._models = models
-        self._recognizer = recognizer
+        # None once closed: dropped at once (docs/memory.md), not when a reference cycle is collected.
+        self._recognizer: StreamingRecognizer | None = recognizer
         self._settings = settings
         self._session_id = str(uuid.uuid4())
         self._options = options
@@ -219,7 +243,15 @@ class OfflineStream:
         for fut in self._tool_waits.values():
             fut.cancel()
         # The recogniser is simply dropped: a decode may still be finishing on a worker thread, and a
-        # pocketsphinx decoder must never be touched from two threads at once.
+        # pocketsphinx decoder must never be touched from two threads at once (that job holds its own
+        # reference and frees it when done). Dropped here, explicitly: the cancelled tasks' tracebacks put this
+        # stream, its session and transport in reference cycles that only a full collection frees, which with
+        # the loaded models' ~90 000 long-lived objects runs only every many calls; meanwhile every call's ~20 MB
+        # decoder and Silero session stayed resident (the per-call "leak" of docs/memory.md).
+        self._recognizer = None
+        self._tasks.clear()
+        self._speak_task = None
+        self._tool_waits.clear()
         self._out.put_nowait(None)
 
     # --- input events ---------------------------------------------------------------------------
@@ -248,7 +280,8 @@ class OfflineStream:
                 self._turns.put_nowait(_Notice(self._options.notice))
             if self._history:  # a renewed stream: carry on the conversation instead of greeting again
                 self.dialogue.restore(self._history)
-                self._recognizer.search = self.dialogue.search
+                if self._recognizer is not None:
+                    self._recognizer.search = self.dialogue.search
             else:
                 self._turns.put_nowait(_Greet())
 
@@ -355,15 +388,18 @@ class OfflineStream:
                 while not self._audio.empty() and parts[-1]:
                     parts.append(self._audio.get_nowait())  # batch whatever piled up while decoding
                 ended = not parts[-1]
-                data = b"".join(parts)
+                data = b"".join(part for part in parts if part)
+                recognizer = self._recognizer
+                if recognizer is None:  # closed
+                    return
                 if data:
-                    for event in await self._run(self._recognizer.feed, data):
+                    for event in await self._run(recognizer.feed, data):
                         if isinstance(event, SpeechStarted):
                             self._on_speech_started(event)
                         else:
                             self._turns.put_nowait(event)
                 if ended:
-                    self._recognizer.abandon()
+                    recognizer.abandon()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -390,7 +426,8 @@ class OfflineStream:
             while True:
                 turn = await self._turns.get()
                 await self._handle_turn(turn)
-                self._recognizer.search = self.dialogue.search
+                if self._recognizer is not None:
+                    self._recognizer.search = self.dialogue.search
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -482,7 +519,7 @@ class OfflineStream:
                     pcm = _resample(pcm, TTS_RATE, self._output_rate)
                 seconds = len(pcm) / 2 / self._output_rate
                 if first:  # playback starts now, on both clocks
-                    self._play_end_input = self._recognizer.position
+                    self._play_end_input = self._recognizer.position if self._recognizer is not None else 0.0
                     self._play_end_wall = time.monotonic()
                     first = False
                 self._play_end_input += seconds
@@ -523,4 +560,5 @@ def _parse_tool_result(text: str) -> dict[str, Any]:
 
 def _resample(pcm: bytes, src: int, dst: int) -> bytes:
     samples = np.frombuffer(pcm, dtype="<i2")
-    return soxr.resample(samples, src, dst, quality="HQ").astype("<i2").tobytes()
+    out: np.ndarray = soxr.resample(samples, src, dst, quality="HQ").astype("<i2")
+    return out.tobytes()

@@ -43,5 +43,6 @@ class Synthesizer:
             chunks = list(self._tts.stream(sentence, speed=speed or self._speed, seed=0))
         if not chunks:
             return b""
-        audio = np.concatenate(chunks)
-        return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        audio: np.ndarray = np.concatenate(chunks)
+        pcm: np.ndarray = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+        return pcm.tobytes()

@@ -23,6 +23,11 @@ subscribe to some other session's channel.
 Secrets come from ``STAFF_TOKEN`` / ``SESSION_SECRET``, or, when ``STAFF_TOKEN_SECRET_ARN`` /
 ``SESSION_SECRET_ARN`` are set, from Secrets Manager (fetched once per container). Standard library and
 boto3 only (what the Lambda runtime ships).
+
+With ``STAFF_AUTH=cognito`` (the platform sets it in the function's environment) staff sign in with Cognito and
+AppSync's ``AMAZON_COGNITO_USER_POOLS`` provider checks their JWTs; this authorizer then takes guests' session
+tokens only and refuses the shared staff token, even when ``STAFF_TOKEN`` is still configured
+(docs/staff-sign-in.md).
 """
 
 from __future__ import annotations
@@ -78,9 +83,10 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     operation = str(request.get("operation") or "")
     channel = request.get("channel")
     try:
+        cognito = os.environ.get("STAFF_AUTH", "token").strip().lower() == "cognito"
         principal = authenticate(
             event.get("authorizationToken"),
-            staff_token=_secret("STAFF_TOKEN", "STAFF_TOKEN_SECRET_ARN"),
+            staff_token=None if cognito else _secret("STAFF_TOKEN", "STAFF_TOKEN_SECRET_ARN"),
             session_secret=_secret("SESSION_SECRET", "SESSION_SECRET_ARN"),
             now=time.time(),
         )

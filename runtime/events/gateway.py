@@ -10,7 +10,15 @@ No library implements the server side of this protocol, hence the hand-written s
 Authorization is the project's single rule set (``runtime.auth``): browsers present the staff token or
 their guest ``sessionToken`` in the ``Authorization`` entry of the header map; it is checked at connect
 and again on every subscribe (from the message's ``authorization`` map, else the connection's). Guests
-may subscribe only to their own ``/conversations/<sessionId>``.
+may subscribe only to their own ``/conversations/<sessionId>``. A guest token is rechecked every second
+for as long as its subscription lives; once it has expired the subscription ends with ``subscribe_error``
+``UnauthorizedException``, the frame the official client (Amplify) surfaces.
+
+Caps (settings ``EVENTS_MAX_*``): sockets per guest session, per staff credential and per client address
+(refused with ``connection_error`` ``LimitExceededException``), and AppSync's 100 subscriptions per socket.
+The official client's expectations - ``x-amzn-ErrorType`` on HTTP errors, a ``ka`` right after the ack,
+1001 (not uvicorn's 1012) on shutdown - are explained in docs/events-gateway.md and tested with
+aws-amplify itself in tests/events/test_events_amplify.py.
 
 Publishing is server side only. The runtime publishes in-process with ``EventsGateway.publish``; an
 out-of-process publisher (the stream-publisher Lambda run locally, the bench, ops tools) may publish
@@ -32,17 +40,23 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import hmac
 import itertools
 import json
 import logging
 import re
+import signal
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeGuard
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -55,6 +69,9 @@ from runtime.events import channels
 from runtime.events.relay import WorkerRelay
 from runtime.metrics import EVENTS_PUBLISHED
 from runtime.ratelimit import RateLimiter, client_key
+
+if TYPE_CHECKING:
+    from runtime.settings import Settings
 
 log = logging.getLogger("runtime.events.gateway")
 
@@ -70,10 +87,13 @@ _CORS_HEADERS = {
                                     "x-amz-user-agent",
     "access-control-max-age": "600",
 }
-# WebSocket close codes: 1008 policy violation (bad credentials), 1013 try again later (slow consumer).
+EXPIRED_MESSAGE = "Token expired: subscribe again with a fresh token"
+# WebSocket close codes: 1008 policy violation (bad credentials, over a connection cap), 1013 try again later
+# (slow consumer), 1001 going away (shutdown: reconnect, to another worker or task).
 CLOSE_UNAUTHORIZED = 1008
 CLOSE_SLOW_CONSUMER = 1013
 CLOSE_GOING_AWAY = 1001
+KA_FRAME = '{"type":"ka"}'
 
 
 def _dumps(message: Mapping[str, Any]) -> str:
@@ -132,10 +152,12 @@ class _Connection:
     _ids = itertools.count(1)
 
     def __init__(self, ws: WebSocket, headers: Mapping[str, Any], queue_size: int, keepalive: float,
-                 publish_rate: float) -> None:
+                 publish_rate: float, *, credential: str | None = None, address: str | None = None) -> None:
         self.number = next(self._ids)
         self.ws = ws
         self.headers = headers
+        self.credential = credential  # key the per-credential cap counts this socket under (None: not capped)
+        self.address = address  # key the per-client-address cap counts it under
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.subscriptions: dict[str, _Subscription] = {}
         self.keepalive = keepalive
@@ -145,6 +167,17 @@ class _Connection:
         self.dropped = False
         self.writer: asyncio.Task[None] | None = None
         self.publishes = RateLimiter(publish_rate, max(1, int(publish_rate)))
+
+    def start_keepalive(self) -> None:
+        """First ``ka`` at once, then one every interval.
+
+        Amplify judges the link by the time since the last ``ka``/``data``, measured from when its provider
+        was created: a page that connects more than 65 s after loading would show ``ConnectedPendingKeepAlive``
+        until the first periodic ``ka`` (docs/events-gateway.md).
+        """
+        if not self.keepalive_on:
+            self.keepalive_on = True
+            self.send(KA_FRAME)
 
     def send(self, message: Mapping[str, Any] | str) -> None:
         """Queue a frame; a full queue means the client cannot keep up, so it is dropped."""
@@ -175,7 +208,7 @@ class _Connection:
             else:
                 timeout = next_ka - loop.time()
                 if timeout <= 0:
-                    await self.ws.send_text('{"type":"ka"}')
+                    await self.ws.send_text(KA_FRAME)
                     next_ka = loop.time() + self.keepalive
                     continue
                 try:
@@ -198,7 +231,10 @@ class EventsGateway:
         api_key: str | None = None,
         keepalive_seconds: float = 60.0,
         connection_timeout_ms: int = 300_000,
-        max_subscriptions_per_connection: int = 100,
+        max_subscriptions_per_connection: int = 100,  # AppSync's quota "Subscriptions per connection": 100
+        max_connections_per_guest: int = 4,
+        max_connections_per_staff_credential: int = 32,
+        max_connections_per_client: int = 64,
         send_queue_size: int = 256,
         max_frame_bytes: int = 1_300_000,  # below `serve`'s ws_max_size (1.4 MB), so we answer first
         guest_recheck_seconds: float = 1.0,
@@ -214,6 +250,9 @@ class EventsGateway:
         self.keepalive_seconds = keepalive_seconds
         self.connection_timeout_ms = connection_timeout_ms
         self.max_subscriptions = max_subscriptions_per_connection
+        self.max_connections_per_guest = max_connections_per_guest
+        self.max_connections_per_staff_credential = max_connections_per_staff_credential
+        self.max_connections_per_client = max_connections_per_client
         self.send_queue_size = send_queue_size
         self.max_frame_bytes = max_frame_bytes
         self.guest_recheck_seconds = guest_recheck_seconds
@@ -222,8 +261,30 @@ class EventsGateway:
         self._http_limiter = RateLimiter(http_rate_per_second, int(http_rate_per_second * 2))
         self._index: dict[str, set[_Subscription]] = {}
         self._connections: set[_Connection] = set()
+        self._per_credential: Counter[str] = Counter()
+        self._per_address: Counter[str] = Counter()
+        self._expiring: set[_Subscription] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
+        self._shutdown_hook_tried = False
         self.relay: WorkerRelay | None = None  # set when the runtime runs several worker processes
+
+    @staticmethod
+    def options_from_settings(settings: Settings) -> dict[str, Any]:
+        """The constructor arguments the ``EVENTS_*`` settings give (caps; docs/events-gateway.md)."""
+        return {
+            "max_subscriptions_per_connection": settings.events_max_subscriptions_per_connection,
+            "max_connections_per_guest": settings.events_max_connections_per_guest,
+            "max_connections_per_staff_credential": settings.events_max_connections_per_staff_credential,
+            "max_connections_per_client": settings.events_max_connections_per_client,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, staff_token: str | None, session_secret: str | None,
+                      api_key: str | None) -> EventsGateway:
+        """The gateway ``serve`` runs, with the EVENTS_* limits of ``runtime.settings.Settings``."""
+        return cls(staff_token=staff_token, session_secret=session_secret, api_key=api_key,
+                   **cls.options_from_settings(settings))
 
     # --- observability ------------------------------------------------------------------------
 
@@ -279,7 +340,7 @@ class EventsGateway:
                 outcome.failed.append({"code": code, "identifier": identifier, "index": index, "message": message})
                 continue
             outcome.successful.append({"identifier": identifier, "index": index})
-            accepted.append(event)  # type: ignore[arg-type]  # _event_problem proved it is a str
+            accepted.append(event)
         if accepted:
             self._fan_out(path, accepted)
             if not from_sibling:
@@ -309,24 +370,51 @@ class EventsGateway:
                 sub.conn.send('{"type":"data","id":' + sub.id_json + ',"event":' + encoded + "}")
 
     def _still_allowed(self, sub: _Subscription, now: float) -> bool:
-        """Guest tokens expire: a subscription outliving its token gets ``broadcast_error`` and ends."""
+        """A subscription outliving its credential gets ``subscribe_error`` and ends.
+
+        ``subscribe_error`` (not ``broadcast_error``): it is the per-subscription authorization failure AppSync
+        sends and the only one Amplify surfaces - it errors the subscription's observer; Amplify ignores
+        ``broadcast_error``, so the subscription would go silently dead (docs/events-gateway.md).
+        """
         caller = self.caller(sub.headers)
         if caller is not None and caller.may_subscribe(sub.pattern):
             sub.recheck_at = now + self.guest_recheck_seconds
             return True
-        sub.conn.send({"type": "broadcast_error", "id": sub.id, "errors": _errors(
-            "UnauthorizedException", "Token expired: subscribe again with a fresh token")})
+        sub.conn.send({"type": "subscribe_error", "id": sub.id,
+                       "errors": _errors("UnauthorizedException", EXPIRED_MESSAGE)})
         self._remove(sub)
         return False
+
+    def _expires(self, caller: Caller) -> bool:
+        """Whether subscriptions authorised by ``caller`` are rechecked until their credential expires.
+
+        Guest tokens always expire. The API key and the shared staff token do not; a subclass whose staff
+        credentials expire (and can be verified without an outage ending the subscription) may say so.
+        """
+        return not caller.server and not (caller.principal is not None and caller.principal.is_staff)
+
+    async def _sweep_expired(self) -> None:
+        """Recheck every expiring subscription each ``guest_recheck_seconds`` until none is left."""
+        while self._expiring:
+            await asyncio.sleep(self.guest_recheck_seconds)
+            now = self.clock()
+            for sub in list(self._expiring):
+                if sub.recheck_at is not None and sub.recheck_at <= now:
+                    self._still_allowed(sub, now)
 
     # --- subscriptions -----------------------------------------------------------------------
 
     def _add(self, sub: _Subscription) -> None:
         sub.conn.subscriptions[sub.id] = sub
         self._index.setdefault(sub.pattern, set()).add(sub)
+        if sub.recheck_at is not None:
+            self._expiring.add(sub)
+            if self._sweeper is None or self._sweeper.done():
+                self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired())
 
     def _remove(self, sub: _Subscription) -> None:
         sub.conn.subscriptions.pop(sub.id, None)
+        self._expiring.discard(sub)
         bucket = self._index.get(sub.pattern)
         if bucket is not None:
             bucket.discard(sub)
@@ -339,15 +427,29 @@ class EventsGateway:
         if SUBPROTOCOL not in ws.scope.get("subprotocols", []) or self._closing:
             await ws.close(code=CLOSE_UNAUTHORIZED)  # before accept: the upgrade is refused (HTTP 403)
             return
+        self._install_shutdown_hook()
         await ws.accept(subprotocol=SUBPROTOCOL)
         headers = _handshake_headers(ws)
-        if headers is None or self.caller(headers) is None:
-            await ws.send_text(_dumps({"type": "connection_error", "errors": _errors(
-                "UnauthorizedException", UNAUTHORIZED_MESSAGE, errorCode=401)}))
-            await ws.close(code=CLOSE_UNAUTHORIZED)
+        caller = self.caller(headers) if headers is not None else None
+        if headers is None or caller is None:
+            await self._refuse_connection(ws, "UnauthorizedException", UNAUTHORIZED_MESSAGE, 401)
             return
-        conn = _Connection(ws, headers, self.send_queue_size, self.keepalive_seconds, self.socket_publish_rate)
+        credential, credential_cap = self._credential_key(caller, headers)
+        address = client_key(ws)
+        if self._per_address[address] >= self.max_connections_per_client:
+            await self._refuse_connection(ws, "LimitExceededException", "Too many connections from this client; "
+                                          f"at most {self.max_connections_per_client}", 429)
+            return
+        if credential is not None and self._per_credential[credential] >= credential_cap:
+            await self._refuse_connection(ws, "LimitExceededException", "Too many connections with this "
+                                          f"credential; at most {credential_cap}", 429)
+            return
+        conn = _Connection(ws, headers, self.send_queue_size, self.keepalive_seconds, self.socket_publish_rate,
+                           credential=credential, address=address)
         self._connections.add(conn)
+        self._per_address[address] += 1
+        if credential is not None:
+            self._per_credential[credential] += 1
         conn.writer = asyncio.create_task(conn.write_loop())
         reader = asyncio.create_task(self._read_loop(conn))
         try:
@@ -359,8 +461,33 @@ class EventsGateway:
             for sub in list(conn.subscriptions.values()):
                 self._remove(sub)
             self._connections.discard(conn)
+            _release(self._per_address, conn.address)
+            _release(self._per_credential, conn.credential)
             with contextlib.suppress(Exception):
                 await ws.close(code=conn.close_code, reason=conn.close_reason or None)
+
+    async def _refuse_connection(self, ws: WebSocket, error_type: str, message: str, code: int) -> None:
+        """AppSync's ``connection_error`` (its ``errorCode`` is HTTP-like), then close."""
+        await ws.send_text(_dumps({"type": "connection_error",
+                                   "errors": _errors(error_type, message, errorCode=code)}))
+        await ws.close(code=CLOSE_UNAUTHORIZED)
+
+    def _credential_key(self, caller: Caller, headers: Mapping[str, Any]) -> tuple[str | None, int]:
+        """What the per-credential connection cap counts a socket under, and that cap.
+
+        A guest is counted by session (one page needs one socket; a few allow reconnect overlap and a second
+        tab), whatever token of that session it shows. Staff by a digest of the credential: with the shared
+        STAFF_TOKEN every staff screen counts under it, with per-user sign-in each user has their own. The
+        API key is the server-side publisher's, not a browser's: not capped per credential.
+        """
+        principal = caller.principal
+        if principal is None:
+            return None, 0
+        if principal.is_staff:
+            lowered = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
+            digest = hashlib.sha256(str(lowered.get("authorization", "")).encode()).hexdigest()[:32]
+            return f"staff:{digest}", self.max_connections_per_staff_credential
+        return f"guest:{principal.session_id}", self.max_connections_per_guest
 
     async def _read_loop(self, conn: _Connection) -> None:
         while True:
@@ -392,7 +519,7 @@ class EventsGateway:
         kind = frame.get("type")
         if kind == "connection_init":
             conn.send({"type": "connection_ack", "connectionTimeoutMs": self.connection_timeout_ms})
-            conn.keepalive_on = True
+            conn.start_keepalive()
         elif kind == "subscribe":
             self._subscribe(conn, frame)
         elif kind == "unsubscribe":
@@ -435,11 +562,12 @@ class EventsGateway:
         if len(conn.subscriptions) >= self.max_subscriptions:
             refuse("LimitExceededException", f"At most {self.max_subscriptions} subscriptions per connection")
             return
-        guest = not caller.server and not (caller.principal and caller.principal.is_staff)
-        recheck = self.clock() + self.guest_recheck_seconds if guest else None
+        # Rechecked ones are swept every guest_recheck_seconds, so an expired one is told at once, not at the
+        # next event.
+        recheck = self.clock() + self.guest_recheck_seconds if self._expires(caller) else None
         self._add(_Subscription(conn, sub_id, pattern, json.dumps(sub_id), headers, recheck))
         conn.send({"type": "subscribe_success", "id": sub_id})
-        conn.keepalive_on = True
+        conn.start_keepalive()
 
     def _unsubscribe(self, conn: _Connection, frame: dict[str, Any]) -> None:
         sub_id = frame.get("id")
@@ -503,15 +631,95 @@ class EventsGateway:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
+    def disconnect_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        """End every connection (clients reconnect and subscribe again)."""
+        for conn in list(self._connections):
+            conn.drop(code, reason)
+
     async def close(self) -> None:
         """Shutdown: end every connection with 1001 so clients reconnect elsewhere."""
         self._closing = True
-        for conn in list(self._connections):
-            conn.drop(CLOSE_GOING_AWAY, "server shutting down")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.disconnect_all()
         for _ in range(50):
             if not self._connections:
                 break
             await asyncio.sleep(0.02)
+
+    def _install_shutdown_hook(self) -> None:
+        """Close the sockets with 1001 *before* uvicorn closes them with 1012 on SIGTERM/SIGINT.
+
+        uvicorn's shutdown sends every open WebSocket close 1012 first and runs the app's lifespan shutdown
+        (where ``close`` used to run) only afterwards, so clients never saw the gateway's 1001. There is no
+        earlier hook in uvicorn, so the gateway wraps uvicorn's own signal handler (installed with
+        ``signal.signal`` while the server runs): on the signal it closes its sockets, then hands the signal
+        on to uvicorn. It only ever wraps uvicorn's handler (or another gateway's wrapper), in the main thread,
+        and uvicorn restores the original handler when it stops.
+        """
+        if self._shutdown_hook_tried:
+            return
+        self._shutdown_hook_tried = True
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+            if _is_uvicorn_exit_handler(previous):
+                signal.signal(signum, _ShutdownHook(self, loop, previous))
+
+
+SignalHandler = Callable[[int, FrameType | None], Any]
+
+
+def _is_uvicorn_exit_handler(handler: object) -> TypeGuard[SignalHandler]:
+    if isinstance(handler, _ShutdownHook):
+        return True
+    return isinstance(getattr(handler, "__self__", None), uvicorn.Server) and \
+        getattr(handler, "__name__", "") == "handle_exit"
+
+
+class _ShutdownHook:
+    """Signal handler: close the gateway's sockets (1001), then pass the signal on to uvicorn's handler."""
+
+    GRACE_SECONDS = 2.0  # bound on how long uvicorn's shutdown waits for the gateway (close() takes <= ~1 s)
+
+    def __init__(self, gateway: EventsGateway, loop: asyncio.AbstractEventLoop, previous: SignalHandler) -> None:
+        self.gateway = gateway
+        self.loop = loop
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.gateway._closing or self.loop.is_closed():  # second signal (force exit), or already closing
+            self.previous(signum, frame)
+            return
+        self.gateway._closing = True  # refuse new sockets from now on
+        # From a signal handler only call_soon_threadsafe is safe; the close itself runs as a task.
+        self.loop.call_soon_threadsafe(self._start, signum, frame)
+
+    def _start(self, signum: int, frame: FrameType | None) -> None:
+        task = self.loop.create_task(self._close_then_forward(signum, frame))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    async def _close_then_forward(self, signum: int, frame: FrameType | None) -> None:
+        try:
+            await asyncio.wait_for(self.gateway.close(), self.GRACE_SECONDS)
+        except Exception:
+            log.warning("closing the events gateway before shutdown failed", exc_info=True)
+        finally:
+            self.previous(signum, frame)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _release(counter: Counter[str], key: str | None) -> None:
+    if key is None:
+        return
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def _event_problem(event: object) -> tuple[str, str] | None:
@@ -558,8 +766,12 @@ def _message_headers(frame: Mapping[str, Any], conn: _Connection) -> Mapping[str
 def _http_error(status: int, error_type: str, message: str) -> JSONResponse:
     """AppSync's request-level ``errors`` plus the project's ``error`` object, so both kinds of client cope."""
     body = {"errors": _errors(error_type, message), **error_body(_ERROR_CODES.get(status, "bad_request"), message)}
-    return JSONResponse(body, status_code=status, headers={**_CORS_HEADERS, **({"retry-after": "1"}
-                                                                               if status == 429 else {})})
+    # AppSync names the error in x-amzn-ErrorType; Amplify's REST error parser takes the error's name from it
+    # (else "UnknownError"). CORS must expose it, or a browser's fetch cannot read it.
+    headers = {**_CORS_HEADERS, "x-amzn-errortype": error_type, "access-control-expose-headers": "x-amzn-ErrorType"}
+    if status == 429:
+        headers["retry-after"] = "1"
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 429: "rate_limited"}
@@ -582,7 +794,8 @@ async def _http_endpoint(request: Request) -> Response:
     responses:
       200: {description: '{"successful":[{identifier,index}],"failed":[{identifier,index,code,message}]}'}
       400: {description: 'request-level {"errors":[{errorType,message}]}'}
-      401: {description: missing/invalid API key, or a browser credential}
+      204: {description: 'CORS preflight answered (OPTIONS)'}
+      401: {description: 'missing/invalid API key, or a browser credential'}
     """
     gateway = _gateway_of(request.app.state)
     if gateway is None:
@@ -614,8 +827,7 @@ def standalone_app(gateway: EventsGateway) -> Starlette:
         yield
         await gateway.close()
 
-    app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-                    lifespan=lifespan)
+    app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.gateway = gateway
     return app
 

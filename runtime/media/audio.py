@@ -61,7 +61,7 @@ class InboundResampler:
             # "LQ" holds back 6 ms of audio (its filter delay) where "HQ" holds 21 ms; that delay sits in
             # every response time, and LQ's 16-bit passband is far beyond what recognisers use.
             self._stream = soxr.ResampleStream(rate, self.out_rate, 1, dtype="int16", quality="LQ")
-        out = self._stream.resample_chunk(mono)
+        out: np.ndarray = self._stream.resample_chunk(mono)
         return out.astype("<i2", copy=False).tobytes()
 
 
@@ -70,7 +70,8 @@ def resample_pcm(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
     if in_rate == out_rate:
         return pcm
     samples = np.frombuffer(pcm, dtype="<i2")
-    return soxr.resample(samples, in_rate, out_rate).astype("<i2").tobytes()
+    out: np.ndarray = soxr.resample(samples, in_rate, out_rate).astype("<i2")
+    return out.tobytes()
 
 
 def make_output_frame(pcm: bytes, pts: int, rate: int = OUTPUT_RATE) -> AudioFrame:

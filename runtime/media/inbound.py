@@ -27,19 +27,45 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiortc.codecs import get_decoder
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
+from av import AudioFrame
 
 from runtime.media.audio import InboundResampler
 
 log = logging.getLogger("runtime.media.inbound")
+
+# The private aiortc attributes this module replaces or reads (aiortc 1.16; pinned in pyproject.toml).
+# Python mangles `self.__jitter_buffer` inside RTCRtpReceiver to `_RTCRtpReceiver__jitter_buffer`.
+AIORTC_INTERNALS: dict[type, tuple[str, ...]] = {
+    RTCRtpReceiver: ("_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__decoder_queue"),
+    RemoteStreamTrack: ("_queue",),
+}
+
+
+def check_aiortc_internals(internals: dict[type, tuple[str, ...]] = AIORTC_INTERNALS) -> None:
+    """Fail at import (so at start-up) if aiortc no longer sets the attributes ``tune_audio_receiver`` swaps.
+
+    Assigning a renamed private attribute would not fail: it would silently add an unused one, and calls
+    would go back to aiortc's high-delay jitter buffer and decoder thread with nothing in the logs. Each
+    ``__init__`` is checked for storing the names (its code object's ``co_names``), without building one.
+    """
+    for cls, names in internals.items():
+        stored = set(vars(cls)["__init__"].__code__.co_names)
+        missing = [name for name in names if name not in stored]
+        if missing:
+            raise RuntimeError(f"aiortc's {cls.__name__} no longer sets {', '.join(missing)}: the low-delay "
+                               "receive path (runtime/media/inbound.py) must be updated for this aiortc version")
+
+
+check_aiortc_internals()
 
 MAX_MISORDER = 100  # a jump back further than this is a restarted stream, not a late packet
 MAX_BACKLOG_FRAMES = 5  # 100 ms of decoded audio waiting for the session; older frames are dropped
@@ -117,7 +143,7 @@ def tune_audio_receiver(receiver: RTCRtpReceiver, *, layout: str = "mono") -> Lo
     """
     buffer = LowDelayAudioJitterBuffer()
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
-    track = receiver.track
+    track = cast(RemoteStreamTrack, receiver.track)  # a receiver's track is always its remote track
     receiver._RTCRtpReceiver__decoder_queue = _InlineDecodeQueue(  # type: ignore[attr-defined]
         track._queue, layout=layout)
     return buffer
@@ -146,6 +172,7 @@ class InboundAudio:
             if queue is not None and queue.qsize() > self.max_backlog_frames and not self._drain(queue):
                 return
             self.frames += 1
+            assert isinstance(frame, AudioFrame)  # an audio track's recv() yields decoded frames
             pcm = self._resampler.process(frame)
             if pcm:
                 await self.sink(pcm)

@@ -141,7 +141,7 @@ class PacedOpusTrack(MediaStreamTrack):
         self.speech_frames = 0
         self.clock_jumps = 0
 
-    async def recv(self) -> Packet:  # type: ignore[override]
+    async def recv(self) -> Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         now = self._clock()

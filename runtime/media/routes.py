@@ -7,6 +7,7 @@ tests and the bench) lives in one ``MediaHub`` on ``app.state.media``; shutdown 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -17,10 +18,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from runtime.api.json_body import require_json_media_type
-from runtime.errors import ApiError, Unavailable, error_body
+from runtime.api.json_body import loads_json, require_json_media_type
+from runtime.errors import ApiError, TooManyRequests, Unavailable, error_body
 from runtime.media import metrics, patches
-from runtime.media.webrtc import CONNECT_TIMEOUT_SECONDS, BadOffer, WebRtcCall
+from runtime.media.webrtc import CONNECT_TIMEOUT_SECONDS, BadOffer, WebRtcCall, validate_offer_sdp
 from runtime.media.ws_audio import CLOSE_TRY_AGAIN, WsCall, WsOutput
 from runtime.origin import check_origin
 from runtime.ratelimit import RateLimiter, client_key
@@ -48,8 +49,22 @@ def voices_for(engine: str, default_voice: str) -> list[str]:
     return list(NOVA_SONIC_VOICES)
 
 
+class CallSlot:
+    """One admitted call of a client; ``release`` (idempotent) gives the client's slot back."""
+
+    def __init__(self, hub: MediaHub, key: str) -> None:
+        self._hub = hub
+        self.key = key
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._hub._release(self.key)
+
+
 class MediaHub:
-    """Live calls of this process, the offer limiter, and which ``SessionFactory`` to use."""
+    """Live calls of this process, the offer limiter, the per-client call count, the ``SessionFactory``."""
 
     def __init__(self, *, session_factory: SessionFactory | None = None,
                  limiter: RateLimiter | None = None, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
@@ -58,7 +73,23 @@ class MediaHub:
         self.limiter = limiter or RateLimiter(OFFER_RATE_PER_SECOND, OFFER_BURST)
         self.calls: set[WebRtcCall] = set()
         self.ws_calls = 0
+        self.calls_by_client: dict[str, int] = {}  # both transports; a key leaves when its last call ends
         self._registered = False
+
+    def admit(self, key: str, limit: int) -> CallSlot:
+        """Count a new call of ``key`` (``runtime.ratelimit.client_key``) or refuse it with 429."""
+        if self.calls_by_client.get(key, 0) >= limit:
+            raise TooManyRequests(f"this address already has {limit} calls in progress; hang up one before "
+                                  "starting another", code="too_many_calls")
+        self.calls_by_client[key] = self.calls_by_client.get(key, 0) + 1
+        return CallSlot(self, key)
+
+    def _release(self, key: str) -> None:
+        left = self.calls_by_client.get(key, 0) - 1
+        if left > 0:
+            self.calls_by_client[key] = left
+        else:
+            self.calls_by_client.pop(key, None)
 
     def factory(self, conn: HTTPConnection) -> SessionFactory:
         if self.session_factory is not None:
@@ -82,7 +113,7 @@ def media_hub(app: Starlette) -> MediaHub:
     hub = getattr(app.state, "media", None)
     if hub is None:
         hub = app.state.media = MediaHub()
-    return hub  # type: ignore[no-any-return]
+    return hub
 
 
 def _voice(conn: HTTPConnection, voice: Any) -> str | None:
@@ -115,7 +146,8 @@ async def webrtc_offer(request: Request) -> JSONResponse:
       400: {description: malformed body or SDP}
       413: {description: SDP too large}
       415: {description: not sent as application/json}
-      429: {description: too many offers from this address}
+      429: {description: 'too many offers from this address (rate_limited), or too many calls in progress
+        from it (too_many_calls)'}
       503: {description: this process is at its session limit}
     """
     try:
@@ -129,10 +161,12 @@ async def _answer_offer(request: Request) -> JSONResponse:
     hub = media_hub(request.app)
     hub.limiter.check(request, "call offers")
     require_json_media_type(request)
+    raw = await request.body()
     try:
-        body = json.loads(await request.body())
-    except ValueError as exc:
-        raise BadOffer("the body must be JSON: {\"sdp\": ..., \"type\": \"offer\"}", code="bad_request") from exc
+        body = loads_json(raw, code="bad_request")
+    except ApiError as exc:
+        raise BadOffer(f"the body must be JSON: {{\"sdp\": ..., \"type\": \"offer\"}} ({exc.message})",
+                       code="bad_request") from None
     if not isinstance(body, dict):
         raise BadOffer("the body must be a JSON object", code="bad_request")
     if body.get("type") != "offer":
@@ -141,11 +175,24 @@ async def _answer_offer(request: Request) -> JSONResponse:
     if not isinstance(sdp, str) or not sdp.strip():
         raise BadOffer("'sdp' must be a non-empty string", code="bad_request")
     voice = _voice(request, body.get("voice"))
-    factory = hub.factory(request)
-    hub.register_shutdown(request)
-    patches.install()
-    call = WebRtcCall(factory, voice=voice, on_closed=hub.calls.discard, connect_timeout=hub.connect_timeout)
-    answer = await call.answer(sdp)
+    validate_offer_sdp(sdp)  # before a call slot is taken: a bad offer never holds one
+    # Counted from here until the call ends, so concurrent offers of one client count too.
+    slot = hub.admit(client_key(request), request.app.state.settings.max_calls_per_client)
+    try:
+        factory = hub.factory(request)
+        hub.register_shutdown(request)
+        patches.install()
+
+        def closed(ended: WebRtcCall) -> None:
+            hub.calls.discard(ended)
+            slot.release()
+
+        call = WebRtcCall(factory, voice=voice, on_closed=closed, connect_timeout=hub.connect_timeout,
+                          client=slot.key)
+        answer = await call.answer(sdp)
+    except BaseException:
+        slot.release()  # no call came of it (a call that did start releases its slot when it ends)
+        raise
     hub.calls.add(call)
     if call.ended:  # hung up while we were answering
         hub.calls.discard(call)
@@ -159,25 +206,37 @@ async def ws_audio(websocket: WebSocket) -> None:
     """WebSocket audio transport (PCM s16le 16 kHz up, 24 kHz down, JSON text control frames)."""
     hub = media_hub(websocket.app)
     settings = websocket.app.state.settings
+    slot: CallSlot | None = None
     try:
-        check_origin(websocket, settings.allowed_origins, trust_proxy_headers=settings.trust_proxy_headers)
-        if not hub.limiter.allow(client_key(websocket)):
-            raise ApiError("too many calls from this address; slow down and retry shortly",
-                           status=429, code="rate_limited")
-        voice = _voice(websocket, websocket.query_params.get("voice"))
-        factory = hub.factory(websocket)
-        hub.register_shutdown(websocket)
-        output = WsOutput()
-        session = await factory.create(output, transport="websocket", voice=voice)
-    except ApiError as exc:
-        await _deny(websocket, exc)
-        return
-    await websocket.accept()
-    hub.ws_calls += 1
-    try:
-        await WsCall(websocket, session, output).run()
+        try:
+            check_origin(websocket, settings.allowed_origins, trust_proxy_headers=settings.trust_proxy_headers)
+            key = client_key(websocket)
+            if not hub.limiter.allow(key):
+                raise ApiError("too many calls from this address; slow down and retry shortly",
+                               status=429, code="rate_limited")
+            slot = hub.admit(key, settings.max_calls_per_client)
+            voice = _voice(websocket, websocket.query_params.get("voice"))
+            factory = hub.factory(websocket)
+            hub.register_shutdown(websocket)
+            output = WsOutput()
+            session = await factory.create(output, transport="websocket", voice=voice, client=key)
+        except ApiError as exc:
+            await _deny(websocket, exc)
+            return
+        try:
+            await websocket.accept()
+        except BaseException:  # the caller left during the handshake: release the session created for it
+            with contextlib.suppress(Exception):
+                await session.end("not-accepted")
+            raise
+        hub.ws_calls += 1
+        try:
+            await WsCall(websocket, session, output).run()
+        finally:
+            hub.ws_calls -= 1
     finally:
-        hub.ws_calls -= 1
+        if slot is not None:
+            slot.release()
 
 
 async def ws_probe(websocket: WebSocket) -> None:

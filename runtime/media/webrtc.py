@@ -33,14 +33,20 @@ from runtime.speech.ports import SessionFactory, VoiceSession
 
 log = logging.getLogger("runtime.media.webrtc")
 
-MAX_SDP_BYTES = 32 * 1024  # browser audio+data offers are 3-8 KB; anything far larger is not a browser
+# Browser audio + data-channel offers are 3-8 KB (more with many interfaces' candidates); every m-line
+# costs an answer section with all our candidates (250 m-lines in a 29 KB offer made a 264 KB answer),
+# so both the size and the number of m-lines are capped.
+MAX_SDP_BYTES = 20 * 1024
+MAX_MEDIA_SECTIONS = 4  # the app needs one audio + one data channel; room for a browser's extra one
 CONNECT_TIMEOUT_SECONDS = 20.0  # a caller whose ICE never completes (the web app falls back after 6 s)
 SESSION_END_TIMEOUT_SECONDS = 10.0
+DRAIN_SECONDS = 15.0  # when the session ends, its last words (a goodbye) play out for at most this long
 ALLOWED_MEDIA = {"audio", "application"}
 
 
 _REASONS = {"hangup", "datachannel-closed", "connection-failed", "connection-closed", "remote-track-ended",
-            "connect-timeout", "session-ended", "session-start-failed", "negotiation-failed", "server-shutdown"}
+            "connect-timeout", "session-ended", "session-start-failed", "negotiation-failed", "server-shutdown",
+            "idle", "max_duration"}
 
 
 def _reason_label(reason: str | None) -> str:
@@ -57,6 +63,10 @@ def validate_offer_sdp(sdp: str) -> SessionDescription:
         raise ApiError(f"sdp is larger than {MAX_SDP_BYTES} bytes", status=413, code="payload_too_large")
     if not sdp.lstrip().startswith("v=0"):
         raise BadOffer("sdp is not a session description (it must start with 'v=0')")
+    sections = sum(1 for line in sdp.splitlines() if line.startswith("m="))
+    if sections > MAX_MEDIA_SECTIONS:
+        raise BadOffer(f"the offer has {sections} media sections (m-lines); at most {MAX_MEDIA_SECTIONS} are "
+                       "accepted (one audio and one data channel are needed)", code="too_many_media_sections")
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises assorted ValueError/KeyError/IndexError
@@ -84,8 +94,9 @@ class WebRtcCall:
 
     def __init__(self, factory: SessionFactory, *, voice: str | None,
                  on_closed: Callable[[WebRtcCall], None] | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT_SECONDS, client: str | None = None) -> None:
         self.factory = factory
+        self.client = client  # runtime.ratelimit.client_key of the caller, for the session's booking limits
         self.voice = voice
         self.on_closed = on_closed
         self.connect_timeout = connect_timeout
@@ -102,6 +113,7 @@ class WebRtcCall:
         self._ended = asyncio.Event()
         self._released = asyncio.Event()
         self._connected = asyncio.Event()
+        self._draining = False
 
     @property
     def ended(self) -> bool:
@@ -110,7 +122,8 @@ class WebRtcCall:
     async def answer(self, offer_sdp: str) -> str:
         """Create the session and return the answer SDP; raises ApiError (4xx/503) on bad input/capacity."""
         validate_offer_sdp(offer_sdp)
-        self.session = await self.factory.create(self.output, transport="webrtc", voice=self.voice)
+        self.session = await self.factory.create(self.output, transport="webrtc", voice=self.voice,
+                                                 client=self.client)
         try:
             return await self._negotiate(offer_sdp)
         except BaseException:
@@ -153,13 +166,8 @@ class WebRtcCall:
     def _on_datachannel(self, channel: Any) -> None:
         self.channel.attach(channel)
 
-        @channel.on("message")
-        def _on_message(raw: Any) -> None:
-            self._on_caller_message(raw)
-
-        @channel.on("close")
-        def _on_close() -> None:
-            self._end_soon("datachannel-closed")
+        channel.on("message", self._on_caller_message)
+        channel.on("close", lambda: self._end_soon("datachannel-closed"))
 
     def _on_state(self) -> None:
         pc = self.pc
@@ -186,8 +194,18 @@ class WebRtcCall:
             self.channel.send({"type": "pong", "id": message.get("id")})
 
     def _on_session_message(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "status" and message.get("state") == "ended":
-            self._end_soon("session-ended")
+        if message.get("type") == "status" and message.get("state") == "ended" and not self._draining:
+            self._draining = True
+            reason = message.get("reason")
+            self._spawn(self._drain_then_end(reason if reason in _REASONS else "session-ended"), "drain")
+
+    async def _drain_then_end(self, reason: str) -> None:
+        """Hang up once the session's last words (a goodbye) have played out, or after ``DRAIN_SECONDS``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while len(self.buffer) > 0 and not self.ended:  # noqa: ASYNC110 - the buffer has no drained event
+                    await asyncio.sleep(0.05)
+        self._end_soon(reason)
 
     # --- tasks ---------------------------------------------------------------------------------------
 
@@ -216,7 +234,7 @@ class WebRtcCall:
             self._end_soon("connect-timeout")
             return
         while not self.ended:
-            if self.session is not None and self.session.ended:
+            if self.session is not None and self.session.ended and not self._draining:
                 self._end_soon("session-ended")
                 return
             await asyncio.sleep(1.0)

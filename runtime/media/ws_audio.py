@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -25,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from runtime.media import metrics
 from runtime.media.audio import OUTPUT_FRAME_BYTES
 from runtime.media.outbound import FRAME_SECONDS, PlayoutBuffer
+from runtime.ratelimit import TokenBucket
 from runtime.speech.ports import INPUT_RATE, VoiceSession
 
 log = logging.getLogger("runtime.media.ws")
@@ -38,6 +38,10 @@ AUDIO_BURST_SECONDS = 3.0
 LEAD_SECONDS = 0.2
 SEND_TIMEOUT_SECONDS = 10.0
 MAX_PENDING_MESSAGES = 500
+DRAIN_SECONDS = 15.0  # when the session ends, its last words (a goodbye) play out for at most this long
+# Close reasons (RFC 6455 allows 123 bytes) for calls the session ended by a call limit.
+LIMIT_CLOSE_REASONS = {"idle": "call ended: the caller was silent too long",
+                       "max_duration": "call ended: maximum call length reached"}
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
@@ -45,24 +49,6 @@ CLOSE_INVALID = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
-
-
-class _Bucket:
-    """Token bucket over a monotonic clock (frames, or audio bytes)."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.updated = time.monotonic()
-
-    def take(self, amount: float) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < amount:
-            return False
-        self.tokens -= amount
-        return True
 
 
 class Closing(Exception):
@@ -81,6 +67,7 @@ class WsOutput:
         self._wake = asyncio.Event()
         self.dropped_messages = 0
         self.session_ended = False
+        self.end_reason: str | None = None  # the session's reason, when it ended the call itself
 
     async def audio(self, pcm: bytes) -> None:
         await self.buffer.write(pcm)
@@ -96,6 +83,7 @@ class WsOutput:
         self._messages.put_nowait(message)
         if message.get("type") == "status" and message.get("state") == "ended":
             self.session_ended = True
+            self.end_reason = message.get("reason")
         self._wake.set()
 
     async def run_writer(self, websocket: WebSocket) -> None:
@@ -103,6 +91,7 @@ class WsOutput:
         loop = asyncio.get_running_loop()
         audio_start: float | None = None
         sent_seconds = 0.0
+        ended_at: float | None = None
         while True:
             while not self._messages.empty():
                 await self._send(websocket.send_text(json.dumps(self._messages.get_nowait(), default=str)))
@@ -122,7 +111,10 @@ class WsOutput:
                 if chunk:
                     await self._send(websocket.send_bytes(bytes(chunk)))
             if self.session_ended and self._messages.empty():
-                raise Closing(CLOSE_NORMAL, "conversation ended")
+                ended_at = now if ended_at is None else ended_at
+                # Let the last words (a goodbye) play out first, but not for ever.
+                if len(self.buffer) == 0 or now - ended_at > DRAIN_SECONDS:
+                    raise Closing(CLOSE_NORMAL, LIMIT_CLOSE_REASONS.get(self.end_reason or "", "conversation ended"))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FRAME_SECONDS if audio_start is not None else 1.0)
@@ -142,8 +134,8 @@ class WsCall:
         self.websocket = websocket
         self.session = session
         self.output = output
-        self._frames = _Bucket(MAX_FRAMES_PER_SECOND, FRAME_BURST)
-        self._audio = _Bucket(INPUT_RATE * 2 * AUDIO_RATE_FACTOR, INPUT_RATE * 2 * AUDIO_BURST_SECONDS)
+        self._frames = TokenBucket(MAX_FRAMES_PER_SECOND, FRAME_BURST)
+        self._audio = TokenBucket(INPUT_RATE * 2 * AUDIO_RATE_FACTOR, INPUT_RATE * 2 * AUDIO_BURST_SECONDS)
         self.end_reason = "unknown"
 
     async def run(self) -> None:

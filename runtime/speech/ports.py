@@ -63,6 +63,11 @@ class VoiceSession(Protocol):
 
 @runtime_checkable
 class SessionFactory(Protocol):
-    async def create(self, output: SessionOutput, *, transport: str, voice: str | None = None) -> VoiceSession:
-        """Create (not start) a session; raises ``runtime.errors.Unavailable`` when at capacity."""
+    async def create(self, output: SessionOutput, *, transport: str, voice: str | None = None,
+                     client: str | None = None) -> VoiceSession:
+        """Create (not start) a session; raises ``runtime.errors.Unavailable`` when at capacity.
+
+        ``client`` (``runtime.ratelimit.client_key``) is who the booking abuse limits count the calls'
+        bookings against, besides the session itself.
+        """
         ...

@@ -48,7 +48,7 @@ from runtime.speech import protocol as p
 from runtime.speech.failover import BREAKER_NOTICE, FAILOVER_NOTICE, Failover
 from runtime.speech.history import build_history, split_utf8
 from runtime.speech.model import SpeechModel, SpeechModelError, SpeechStream, StreamOptions
-from runtime.speech.ports import INPUT_RATE, SessionOutput
+from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput
 from runtime.speech.prompt import greeting_history_note, greeting_request, system_prompt
 from runtime.speech.tools import ToolOutcome, ToolRunner, tool_specs
 from runtime.stores.base import SessionRecord, Store
@@ -80,6 +80,12 @@ class SessionConfig:
     # (Re)connecting stops this long after the call's start or the failure, whatever the attempts left:
     # the bound on how long a guest waits before hearing of a fault (docs/credentials-and-deadlines.md).
     give_up_seconds: float = 12.0
+    # Call limits (docs/public-limits.md); None: no limit. The idle clock runs while the assistant listens,
+    # from the later of the guest's last voiced audio and the end of the assistant's last words.
+    idle_timeout_seconds: float | None = None
+    max_call_seconds: float | None = None
+    max_call_warning_seconds: float = 60.0
+    goodbye_wait_seconds: float = 8.0  # longest the model gets to say goodbye before the line is cut anyway
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionConfig:
@@ -88,6 +94,9 @@ class SessionConfig:
             renew_deadline_seconds=settings.speech_renew_deadline_seconds,
             max_attempts=settings.speech_max_attempts,
             give_up_seconds=settings.speech_give_up_seconds,
+            idle_timeout_seconds=settings.call_idle_timeout_seconds,
+            max_call_seconds=settings.call_max_seconds,
+            max_call_warning_seconds=settings.call_max_warning_seconds,
         )
 
     @property
@@ -99,6 +108,22 @@ class SessionConfig:
 # end of the guest's turn; a quiet room or line noise stays well below it.
 _VOICED_RMS = 520.0
 _END_OF_SPEECH_LOOKBACK = 5.0  # seconds: older voiced audio belongs to an earlier turn
+
+
+# What the model is asked to say when a call limit ends the call (interactive text, like the greeting
+# request). Nova Sonic follows the instruction; the offline engine hears the goodbye intent in it.
+_GOODBYE_REQUESTS = {
+    "idle": "[The guest has been silent for too long, so the call is ending. Say goodbye briefly and thank them "
+            "for calling. Goodbye.]",
+    "max_duration": "[This call has reached its time limit and is ending. Say goodbye briefly and thank them for "
+                    "calling. Goodbye.]",
+}
+_WARNING_REQUEST = ("[This call will end soon because of its time limit. Tell the guest so in one short sentence, "
+                    "then carry on with what you were doing.]")
+_LIMIT_MESSAGES = {
+    "idle": "The call ended because nothing was said for a while.",
+    "max_duration": "The call ended because it reached its time limit.",
+}
 
 
 def _is_voiced(frame: bytes) -> bool:
@@ -155,7 +180,7 @@ class SpeechSession:
     """A ``VoiceSession`` (runtime.speech.ports) backed by any ``SpeechModel``."""
 
     def __init__(self, manager: SessionManager, output: SessionOutput, *, transport: str, voice: str,
-                 config: SessionConfig) -> None:
+                 config: SessionConfig, client: str | None = None) -> None:
         self._manager = manager
         self._output = output
         self._config = config
@@ -167,7 +192,7 @@ class SpeechSession:
         self.session_id = str(uuid.uuid4())
         self.session_token = mint_session_token(manager.session_secret, self.session_id,
                                                 self._settings.session_ttl_seconds)
-        self._tools = ToolRunner(manager.bookings, session_id=self.session_id)
+        self._tools = ToolRunner(manager.bookings, session_id=self.session_id, client=client)
         self._specs = tool_specs(self._settings.max_party_size)
         self._prompt = system_prompt(self._settings)
         # The assistant speaks first (docs/greeting.md): the text that asks a model which only answers input to
@@ -214,6 +239,12 @@ class SpeechSession:
         self._pump: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._limits: asyncio.Task[None] | None = None
+        # When the guest will have heard the assistant's audio so far: transports play it at real time, so
+        # the idle clock starts when the assistant stops talking, not when its audio was produced.
+        self._assistant_speech_until: float | None = None
+        self._completions = 0  # completionEnd events seen (the goodbye waits for the next one)
+        self._completion_seen = asyncio.Event()
 
     # --- VoiceSession ------------------------------------------------------------------------------
 
@@ -254,6 +285,8 @@ class SpeechSession:
         self._activate(segment)
         self._pump = asyncio.create_task(self._pump_audio(), name=f"pump-{self.session_id}")
         self._renewer = asyncio.create_task(self._renew_loop(), name=f"renew-{self.session_id}")
+        if self._config.idle_timeout_seconds is not None or self._config.max_call_seconds is not None:
+            self._limits = asyncio.create_task(self._limits_loop(), name=f"limits-{self.session_id}")
         await self._set_status("listening")
 
     async def push_audio(self, pcm: bytes) -> None:
@@ -279,7 +312,7 @@ class SpeechSession:
         self.end_reason = reason
         current = asyncio.current_task()
         try:
-            for task in (self._pump, self._renewer):
+            for task in (self._pump, self._renewer, self._limits):
                 if task is not None and task is not current:
                     task.cancel()
             # Let tools that are writing bookings finish; the guest was promised an answer.
@@ -309,7 +342,12 @@ class SpeechSession:
             self._ended_event.set()
             self._manager._forget(self)
         if self._status != "error":
-            await self._set_status("ended")
+            if reason in _LIMIT_MESSAGES:  # the page is told why the line went quiet
+                self._status = "ended"
+                await self._send({"type": "status", "state": "ended", "reason": reason,
+                                  "message": _LIMIT_MESSAGES[reason]})
+            else:
+                await self._set_status("ended")
         log.info("voice session ended", extra={"session_id": self.session_id, "reason": reason,
                                                 "renewals": self.renewals, "recoveries": self.recoveries})
 
@@ -687,6 +725,8 @@ class SpeechSession:
         elif name == "completionStart":
             segment.completion_id = body.get("completionId") or segment.completion_id
         elif name == "completionEnd":
+            self._completions += 1
+            self._completion_seen.set()
             self._reply_pending = False
             await self._set_status("listening")
             await self._on_turn_boundary(segment)
@@ -728,6 +768,8 @@ class SpeechSession:
             self._speech_ended_at = None
             metrics.RESPONSE_LATENCY.observe(latency)
             await self._send({"type": "latency", "endOfSpeechToAudioMs": round(latency * 1000, 1)})
+        now = time.monotonic()
+        self._assistant_speech_until = max(now, self._assistant_speech_until or now) + len(pcm) / (2 * OUTPUT_RATE)
         await self._output.audio(pcm)
 
     async def _on_content_end(self, segment: _Segment, content_id: str, body: dict[str, Any]) -> None:
@@ -793,6 +835,7 @@ class SpeechSession:
         if segment.last_audio_content:
             segment.dropped_audio.add(segment.last_audio_content)
         self._output.flush_audio()
+        self._assistant_speech_until = time.monotonic()  # the rest of the utterance will not be played
         self._reply_pending = False
         await self._send({"type": "interrupted"})
         await self._set_status("listening")
@@ -809,6 +852,77 @@ class SpeechSession:
                     segment.usage[f"{direction}_{key}_tokens"] = int((total.get(direction) or {}).get(kind) or 0)
         if not total and body.get("totalTokens") is not None:
             segment.usage["total_tokens"] = int(body.get("totalTokens") or 0)
+
+    # --- call limits -------------------------------------------------------------------------------
+
+    async def _limits_loop(self) -> None:
+        """End the call when the guest stays silent too long or the call reaches its maximum length."""
+        try:
+            await self._watch_limits()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never leave a call without its limits silently: end it rather
+            log.exception("call-limit watcher failed", extra={"session_id": self.session_id})
+            self._spawn(self.end("error:limits"), "end")
+
+    async def _watch_limits(self) -> None:
+        cfg = self._config
+        started = time.monotonic()
+        warned = cfg.max_call_seconds is None or cfg.max_call_warning_seconds <= 0
+        shortest = min(x for x in (cfg.idle_timeout_seconds, cfg.max_call_seconds) if x is not None)
+        tick = min(1.0, shortest / 4)
+        while not self._ending:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            elapsed = now - started
+            if cfg.max_call_seconds is not None:
+                if elapsed >= cfg.max_call_seconds:
+                    await self._end_with_goodbye("max_duration")
+                    return
+                if not warned and elapsed >= cfg.max_call_seconds - cfg.max_call_warning_seconds:
+                    warned = True
+                    await self._warn_call_ending(cfg.max_call_seconds - elapsed)
+            if cfg.idle_timeout_seconds is not None and self._status == "listening" and not self._tools_busy():
+                last = max(x for x in (started, self._last_voiced_at, self._assistant_speech_until) if x is not None)
+                if now - last >= cfg.idle_timeout_seconds:
+                    await self._end_with_goodbye("idle")
+                    return
+
+    async def _warn_call_ending(self, seconds_left: float) -> None:
+        await self._send({"type": "notice", "code": "call_ending_soon", "secondsLeft": max(0, round(seconds_left)),
+                          "message": "This call will end soon: it is close to its time limit."})
+        if not self._model.greets_unprompted:
+            # Spoken only by a model that follows instructions (one that must be asked to greet, Nova Sonic);
+            # the offline engine's dialogue would take the instruction for something the guest said.
+            await self._say_instruction(_WARNING_REQUEST)
+
+    async def _end_with_goodbye(self, reason: str) -> None:
+        """Ask the model for a goodbye, give it ``goodbye_wait_seconds`` to say it, then hang up."""
+        log.info("call limit reached", extra={"session_id": self.session_id, "reason": reason})
+        seen = self._completions
+        if await self._say_instruction(_GOODBYE_REQUESTS[reason]):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.goodbye_wait_seconds):
+                    while self._completions <= seen and not self._ending:
+                        self._completion_seen.clear()
+                        await self._completion_seen.wait()
+        self._spawn(self.end(reason), "end")  # like _fail: the hang-up runs as its own task, held in _tasks
+
+    async def _say_instruction(self, text: str) -> bool:
+        """Send an interactive text turn for the model to answer; False when no stream is live."""
+        segment = self._active
+        if segment is None or segment.closed or not segment.audio_open:
+            return False
+        content = str(uuid.uuid4())
+        try:
+            async with segment.lock:
+                for event in p.text_block(segment.prompt_name, content, "USER", split_utf8(text), interactive=True):
+                    await segment.send(event)
+        except SpeechModelError as exc:
+            self._segment_failed(segment, exc)
+            return False
+        segment.prompted.append(text)
+        return True
 
     # --- tools -------------------------------------------------------------------------------------
 
@@ -900,21 +1014,42 @@ class SpeechSession:
             await self._send({"type": "status", "state": state})
 
     async def _write_turns(self) -> None:
-        """Store finished turns strictly in order; a store hiccup is retried, never reordered."""
+        """Store finished turns strictly in order; a store hiccup is retried, never reordered, never dropped.
+
+        A turn the store refused four times in a row stays first in line: it is tried again before the next
+        turn is written (appends are idempotent by turn id, so a write that did land is not doubled) and once
+        more when the call ends. Only what still cannot be stored then is given up, as an error in the log
+        and ``conversation_turn_write_failures_total{outcome="lost"}``.
+        """
+        waiting: deque[tuple[str, str, str]] = deque()
         while True:
             item = await self._turns.get()
+            if item is not None:
+                waiting.append(item)
+            while waiting and await self._store_turn(*waiting[0]):
+                waiting.popleft()
             if item is None:
+                if waiting:
+                    metrics.TURN_WRITE_FAILURES.labels(outcome="lost").inc(len(waiting))
+                    log.error("%d turn(s) of this call could not be stored", len(waiting),
+                              extra={"session_id": self.session_id})
                 return
-            role, text, turn_id = item
-            for attempt in range(4):
-                try:
-                    await self._store.conversations.append(self.session_id, role, text,  # type: ignore[arg-type]
-                                                           turn_id=turn_id, now=_utc_now())
-                    break
-                except Exception:
-                    log.warning("storing a turn failed (attempt %d)", attempt + 1, exc_info=True,
-                                extra={"session_id": self.session_id})
-                    await asyncio.sleep(0.2 * 2 ** attempt)
+            if waiting:
+                log.error("the store refuses turns; %d waiting, retried with the next turn", len(waiting),
+                          extra={"session_id": self.session_id})
+
+    async def _store_turn(self, role: str, text: str, turn_id: str) -> bool:
+        for attempt in range(4):
+            try:
+                await self._store.conversations.append(self.session_id, role, text,  # type: ignore[arg-type]
+                                                       turn_id=turn_id, now=_utc_now())
+                return True
+            except Exception:
+                metrics.TURN_WRITE_FAILURES.labels(outcome="retried").inc()
+                log.warning("storing a turn failed (attempt %d)", attempt + 1, exc_info=True,
+                            extra={"session_id": self.session_id})
+                await asyncio.sleep(0.2 * 2 ** attempt)
+        return False
 
     async def _put_record(self, status: str) -> None:
         ended = status == "ended"
@@ -955,7 +1090,8 @@ class SessionManager:
         return self._sessions.get(session_id)
 
     async def create(self, output: SessionOutput, *, transport: str = "webrtc",
-                     voice: str | None = None) -> SpeechSession:
+                     voice: str | None = None, client: str | None = None) -> SpeechSession:
+        """A new session; ``client`` (``runtime.ratelimit.client_key``) is who the booking limits count."""
         if transport not in ("webrtc", "websocket"):
             raise ValidationFailed(f"unknown transport {transport!r}", details={"transport": "webrtc or websocket"})
         if voice is not None and not _VOICE_RE.fullmatch(voice):
@@ -963,7 +1099,7 @@ class SessionManager:
         if len(self._sessions) >= self.settings.max_sessions_per_process:
             raise Unavailable("All lines are busy right now; please try again in a minute.", code="at_capacity")
         session = SpeechSession(self, output, transport=transport, voice=voice or self.settings.voice_id,
-                                config=self.config)
+                                config=self.config, client=client)
         self._sessions[session.session_id] = session
         return session
 

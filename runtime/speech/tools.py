@@ -122,9 +122,10 @@ def _speakable_booking(booking: Any) -> dict[str, Any]:
 class ToolRunner:
     """Runs one session's tool calls. Stateless apart from the services it holds."""
 
-    def __init__(self, bookings: Any, *, session_id: str) -> None:
+    def __init__(self, bookings: Any, *, session_id: str, client: str | None = None) -> None:
         self._bookings = bookings
         self._session_id = session_id
+        self._client = client  # the caller's runtime.ratelimit.client_key: the booking limits count per address too
         # Booking requests already made in this session -> the toolUseId that made them first. After a
         # stream recovery the model may ask again under a new toolUseId; reusing the first one's
         # idempotency key returns the same booking instead of booking the table twice.
@@ -172,7 +173,7 @@ class ToolRunner:
         first_id = self._create_keys.setdefault(same_request, tool_use_id)
         try:
             booking, created = await self._bookings.create(
-                data, idempotency_key=f"tool:{first_id}", session_id=self._session_id)
+                data, idempotency_key=f"tool:{first_id}", session_id=self._session_id, client=self._client)
         except Exception:
             if first_id == tool_use_id:
                 self._create_keys.pop(same_request, None)  # nothing was booked: a retry may book afresh

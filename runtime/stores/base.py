@@ -11,7 +11,7 @@ removed must equal ``to_dict()`` of the same record.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -128,25 +128,81 @@ class BookingNotFound(StoreError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class HolderLimits:
+    """What one holder (a client key such as ``addr:<ip>`` or ``session:<id>``) may hold; 0 = no limit.
+
+    Holdings are the holder's *confirmed* bookings: a cancellation gives its allowance back. ``seats``
+    counts only bookings whose slot starts after ``now`` (restaurant-local ``(date, HH:MM)``), so a
+    regular guest's past dinners never count against the next one.
+    """
+
+    per_slot: int
+    per_day: int
+    seats: int
+    now: tuple[str, str]  # (YYYY-MM-DD, HH:MM), restaurant local
+
+
+LimitName = Literal["per_slot", "per_day", "seats"]
+
+
+class HolderLimitExceeded(StoreError):
+    """A holder of the booking already holds as much as ``limit`` allows (``held`` of ``allowed``)."""
+
+    def __init__(self, holder: str, limit: LimitName, allowed: int, held: int) -> None:
+        super().__init__(f"{holder} holds {held} of {allowed} ({limit})")
+        self.holder = holder
+        self.limit: LimitName = limit
+        self.allowed = allowed
+        self.held = held
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One confirmed booking as a holder's ledger sees it."""
+
+    booking_id: str
+    date: str
+    hour: str
+    num_guests: int
+
+
+def check_holder_limits(holder: str, held: list[Holding], booking: Booking, limits: HolderLimits) -> None:
+    """Raise HolderLimitExceeded if ``booking`` would take ``holder`` past a limit; both stores use it."""
+    same_day = [h for h in held if h.date == booking.date]
+    if limits.per_slot and sum(h.hour == booking.hour for h in same_day) + 1 > limits.per_slot:
+        raise HolderLimitExceeded(holder, "per_slot", limits.per_slot, sum(h.hour == booking.hour for h in same_day))
+    if limits.per_day and len(same_day) + 1 > limits.per_day:
+        raise HolderLimitExceeded(holder, "per_day", limits.per_day, len(same_day))
+    seats = sum(h.num_guests for h in held if (h.date, h.hour) > limits.now)
+    if limits.seats and seats + booking.num_guests > limits.seats:
+        raise HolderLimitExceeded(holder, "seats", limits.seats, seats)
+
+
 # --- repositories ---------------------------------------------------------------------------------
 
 @runtime_checkable
 class BookingRepository(Protocol):
     async def create(self, booking: Booking, *, seats_per_slot: int, idempotency_key: str | None,
-                     request_hash: str) -> tuple[Booking, bool]:
+                     request_hash: str, holders: Sequence[str] = (),
+                     limits: HolderLimits | None = None) -> tuple[Booking, bool]:
         """Store a confirmed booking unless its slot would exceed ``seats_per_slot`` guests.
 
         Atomic with respect to concurrent creates of the same slot. With an idempotency key already
-        used for the same ``request_hash`` it returns ``(original, False)`` and stores nothing; with
-        a different hash it raises IdempotencyMismatch. Returns ``(booking, True)`` when stored.
-        Raises CapacityExceeded when it does not fit.
+        used for the same ``request_hash`` it returns ``(original, False)`` and stores nothing (a replay
+        is checked before any limit, so it never counts twice); with a different hash it raises
+        IdempotencyMismatch. Returns ``(booking, True)`` when stored. Raises CapacityExceeded when it
+        does not fit. The booking is recorded in each of ``holders``' ledgers; with ``limits`` it raises
+        HolderLimitExceeded when it would take a holder past one - atomic with concurrent creates of the
+        same holder in any process or host.
         """
         ...
 
     async def get(self, booking_id: str) -> Booking | None: ...
 
     async def cancel(self, booking_id: str, reason: str | None, *, now: str) -> tuple[Booking, bool]:
-        """Cancel and free the seats; idempotent: cancelling again returns ``(booking, False)``."""
+        """Cancel and free the seats and the holders' allowance; idempotent: cancelling again returns
+        ``(booking, False)``."""
         ...
 
     async def list_by_date(self, date: str) -> list[Booking]: ...
@@ -172,9 +228,16 @@ class SessionRepository(Protocol):
 
 @runtime_checkable
 class Store(Protocol):
-    bookings: BookingRepository
-    conversations: ConversationRepository
-    sessions: SessionRepository
+    # Read-only properties, not attributes: a protocol attribute is assignable, so an implementation's
+    # narrower repository type (SQLiteBookings) would not satisfy it; callers only ever read these.
+    @property
+    def bookings(self) -> BookingRepository: ...
+
+    @property
+    def conversations(self) -> ConversationRepository: ...
+
+    @property
+    def sessions(self) -> SessionRepository: ...
 
     async def start(self) -> None:
         """Open connections / create tables as needed. Idempotent."""

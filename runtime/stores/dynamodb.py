@@ -14,6 +14,10 @@ Bookings table (``BOOKING_TABLE``)::
     slot counter pk=SLOT#<date>#<HH:MM>  sk=SLOT                              kind=slot         booked (N)
     idempotency  pk=IDEMPOTENCY#<key>    sk=IDEMPOTENCY                       kind=idempotency  booking_id,
                                                                               request_hash, expires_at
+    ledger       pk=HOLDER#<holder>      sk=HOLDER                            kind=holder       held (M: booking
+                                                                              id -> {d, h, n}), ver (N), expires_at
+    holders      pk=BOOKING#<bookingId>  sk=HOLDERS                           kind=booking_holders  holders (L),
+                                                                              expires_at
 
 No secondary index: the staff's day list is a strongly consistent Query on ``DAY#<date>``, whose copy of
 the booking is written and cancelled in the same transactions as the booking item itself.
@@ -33,6 +37,13 @@ idempotency item. ``ClientRequestToken`` is deliberately not relied on: it only 
 moto does not emulate it; the idempotency item makes replays exact for as long as it lives (7 days).
 A turn's ``seq`` is allocated by a conditional put of ``TURN#<seq>`` together with its turn-id guard.
 
+Booking abuse limits (docs/abuse-limits.md) are shared by every host through the holders' ledger items:
+a create reads each holder's ledger, checks the limits, and puts the ledger back in the same transaction
+on the condition that its ``ver`` is still the one read (optimistic locking: a concurrent create of the
+same holder on any host makes one of the two retry on fresh counts). A cancel removes the booking from the
+ledgers named by its ``holders`` item. Ledger and holders items expire by TTL two days after the last
+booking they name, so client addresses are not kept beyond the bookings' dates.
+
 Concurrency under moto: moto's ``transact_write_items`` rolls a failed transaction back by restoring a
 deep copy of the whole table taken when it began, which silently discards other threads' writes made
 meanwhile. Tests and the bench therefore pass ``max_concurrency=1`` (calls still interleave at the
@@ -46,11 +57,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeSerializer
@@ -64,16 +75,19 @@ from runtime.stores.base import (
     CapacityExceeded,
     Change,
     ChangeListener,
+    HolderLimitExceeded,
+    HolderLimits,
+    Holding,
     IdempotencyMismatch,
     Role,
     SessionRecord,
     StoreError,
     Turn,
+    check_holder_limits,
 )
 from runtime.stores.listeners import Listeners
 
 log = logging.getLogger("runtime.stores.dynamodb")
-T = TypeVar("T")
 
 # --- schema constants (imported or copied by platform/) -------------------------------------------
 PK = "pk"
@@ -82,6 +96,7 @@ TTL_ATTR = "expires_at"
 KIND = KIND_ATTR
 STREAM_VIEW = "NEW_AND_OLD_IMAGES"
 IDEMPOTENCY_TTL_SECONDS = 7 * 86400
+HOLDER_TTL_MARGIN_SECONDS = 2 * 86400  # past the booking's date in any time zone
 SEQ_DIGITS = 10
 
 KEY_SCHEMA = [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}]
@@ -141,6 +156,44 @@ def _idem_key(key: str) -> dict[str, Any]:
     return _item({PK: f"IDEMPOTENCY#{key}", SK: "IDEMPOTENCY"})
 
 
+def _holder_key(holder: str) -> dict[str, Any]:
+    return _item({PK: f"HOLDER#{holder}", SK: "HOLDER"})
+
+
+def _holders_key(booking_id: str) -> dict[str, Any]:
+    return _item({PK: f"BOOKING#{booking_id}", SK: "HOLDERS"})
+
+
+def _date_expiry(date: str) -> int:
+    return int(datetime.fromisoformat(date).replace(tzinfo=UTC).timestamp()) + HOLDER_TTL_MARGIN_SECONDS
+
+
+class _Ledger:
+    """A holder's ledger item as read: its holdings and the version a conditional write must still see."""
+
+    def __init__(self, holder: str, item: dict[str, Any] | None) -> None:
+        plain = _plain(item) or {}
+        self.holder = holder
+        self.version: int | None = int(plain["ver"]) if "ver" in plain else None
+        self.held = {bid: Holding(bid, str(v["d"]), str(v["h"]), int(v["n"]))
+                     for bid, v in (plain.get("held") or {}).items()}
+
+    def holdings(self, today_floor: str) -> list[Holding]:
+        return [h for h in self.held.values() if h.date >= today_floor]
+
+    def write(self, table: str, held: list[Holding]) -> dict[str, Any]:
+        """The conditional Put of this ledger holding ``held`` (next version)."""
+        item = {**_holder_key(self.holder), **_item({
+            KIND: "holder", "ver": (self.version or 0) + 1,
+            "held": {h.booking_id: {"d": h.date, "h": h.hour, "n": h.num_guests} for h in held},
+            TTL_ATTR: max((_date_expiry(h.date) for h in held), default=int(time.time()) + HOLDER_TTL_MARGIN_SECONDS),
+        })}
+        if self.version is None:
+            return {"Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+        return {"Put": {"TableName": table, "Item": item, "ConditionExpression": "ver = :seen",
+                        "ExpressionAttributeValues": _values({":seen": self.version})}}
+
+
 def _session_pk(session_id: str) -> str:
     return f"SESSION#{session_id}"
 
@@ -178,7 +231,7 @@ class _Part:
         return response.get("Item")
 
 
-async def _with_retries(attempt: Callable[[], Any], *, tries: int = 12) -> Any:
+async def _with_retries[T](attempt: Callable[[], Awaitable[T]], *, tries: int = 12) -> T:
     for n in range(tries):
         try:
             return await attempt()
@@ -191,20 +244,39 @@ async def _with_retries(attempt: Callable[[], Any], *, tries: int = 12) -> Any:
 
 class DynamoBookings(_Part):
     async def create(self, booking: Booking, *, seats_per_slot: int, idempotency_key: str | None,
-                     request_hash: str) -> tuple[Booking, bool]:
+                     request_hash: str, holders: Sequence[str] = (),
+                     limits: HolderLimits | None = None) -> tuple[Booking, bool]:
+        unique = list(dict.fromkeys(holders))
+
         async def attempt() -> tuple[Booking, bool]:
-            return await self._create_once(booking, seats_per_slot, idempotency_key, request_hash)
+            return await self._create_once(booking, seats_per_slot, idempotency_key, request_hash, unique, limits)
 
         stored, created = await _with_retries(attempt)
         if created:
             await self._store.emit(Change("bookings", None, stored.to_dict()))
         return stored, created
 
-    async def _create_once(self, booking: Booking, seats: int, key: str | None,
-                           request_hash: str) -> tuple[Booking, bool]:
+    async def _ledgers(self, holders: list[str]) -> list[_Ledger]:
+        items = await asyncio.gather(*(self._get(_holder_key(h)) for h in holders))
+        return [_Ledger(h, item) for h, item in zip(holders, items, strict=True)]
+
+    async def _create_once(self, booking: Booking, seats: int, key: str | None, request_hash: str,
+                           holders: list[str], limits: HolderLimits | None) -> tuple[Booking, bool]:
         n = booking.num_guests
         if n > seats:
             raise CapacityExceeded(seats - await self.seats_taken(booking.date, booking.hour))
+        ledgers = await self._ledgers(holders)
+        # Entries of dates two days gone never count again (any time zone); dropping them bounds the item.
+        floor = datetime.fromtimestamp(time.time() - HOLDER_TTL_MARGIN_SECONDS, UTC).date().isoformat()
+        if limits is not None:
+            try:
+                for ledger in ledgers:
+                    check_holder_limits(ledger.holder, ledger.holdings(floor), booking, limits)
+            except HolderLimitExceeded:
+                if key is not None and await self._get(_idem_key(key)) is not None:
+                    return await self._replay(key, request_hash)  # a retry of a booking made: no second count
+                raise
+        new = Holding(booking.booking_id, booking.date, booking.hour, n)
         items: list[dict[str, Any]] = []
         if key is not None:
             items.append({"Put": {
@@ -234,6 +306,11 @@ class DynamoBookings(_Part):
             "TableName": self.table,
             "Item": {**_day_key(booking), **_item({KIND: "booking_day", **booking.to_dict()})},
         }})
+        ledger_start = len(items)
+        items += [ledger.write(self.table, [*ledger.holdings(floor), new]) for ledger in ledgers]
+        if holders:
+            items.append({"Put": {"TableName": self.table, "Item": {**_holders_key(booking.booking_id), **_item({
+                KIND: "booking_holders", "holders": holders, TTL_ATTR: _date_expiry(booking.date)})}}})
         try:
             await self._call("transact_write_items", TransactItems=items)
         except ClientError as exc:
@@ -244,6 +321,8 @@ class DynamoBookings(_Part):
                 return await self._replay(key, request_hash)
             if "TransactionConflict" in reasons:
                 raise _Retry from None
+            if "ConditionalCheckFailed" in reasons[ledger_start:ledger_start + len(ledgers)]:
+                raise _Retry from None  # another create of the same holder won: recount on fresh ledgers
             slot_reason = reasons[1 if key is not None else 0] if reasons else ""
             if slot_reason == "ConditionalCheckFailed":
                 seats_left = seats - await self.seats_taken(booking.date, booking.hour)
@@ -296,6 +375,11 @@ class DynamoBookings(_Part):
                     "ExpressionAttributeValues": _values({":n": old.num_guests}),
                 }},
             ]
+            holders = _plain(await self._get(_holders_key(booking_id))) or {}
+            for ledger in await self._ledgers([str(h) for h in holders.get("holders", [])]):
+                if booking_id in ledger.held:  # give the allowance back (a ledger gone by TTL has nothing to give)
+                    kept = [h for h in ledger.held.values() if h.booking_id != booking_id]
+                    items.append(ledger.write(self.table, kept))
             try:
                 await self._call("transact_write_items", TransactItems=items)
             except ClientError as exc:
@@ -440,7 +524,7 @@ class DynamoDBStore:
     async def call(self, op: str, **kwargs: Any) -> dict[str, Any]:
         method = getattr(self._client, op)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: method(**kwargs))  # type: ignore[no-any-return]
+        return await loop.run_in_executor(self._executor, lambda: method(**kwargs))
 
     async def emit(self, change: Change) -> None:
         await self._listeners.emit(change)

@@ -17,7 +17,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +29,13 @@ from runtime.stores.base import (
     CapacityExceeded,
     Change,
     ChangeListener,
+    HolderLimits,
+    Holding,
     IdempotencyMismatch,
     Role,
     SessionRecord,
     Turn,
+    check_holder_limits,
 )
 from runtime.stores.listeners import Listeners
 
@@ -59,6 +62,15 @@ CREATE TABLE IF NOT EXISTS idempotency (
     booking_id TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS holdings (
+    holder TEXT NOT NULL,
+    booking_id TEXT NOT NULL,
+    date TEXT NOT NULL,
+    hour TEXT NOT NULL,
+    num_guests INTEGER NOT NULL,
+    PRIMARY KEY (holder, booking_id)
+);
+CREATE INDEX IF NOT EXISTS holdings_booking ON holdings (booking_id);
 CREATE TABLE IF NOT EXISTS turns (
     session_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -146,7 +158,8 @@ class _Part:
 
 class SQLiteBookings(_Part):
     async def create(self, booking: Booking, *, seats_per_slot: int, idempotency_key: str | None,
-                     request_hash: str) -> tuple[Booking, bool]:
+                     request_hash: str, holders: Sequence[str] = (),
+                     limits: HolderLimits | None = None) -> tuple[Booking, bool]:
         def work(conn: sqlite3.Connection) -> tuple[Booking, bool]:
             if idempotency_key is not None:
                 row = conn.execute("SELECT request_hash, booking_id FROM idempotency WHERE key = ?",
@@ -156,6 +169,9 @@ class SQLiteBookings(_Part):
                         raise IdempotencyMismatch(idempotency_key)
                     original = conn.execute(f"{_BOOKING_SELECT} WHERE booking_id = ?", (row[1],)).fetchone()
                     return _booking(original), False
+            if limits is not None:
+                for holder in holders:  # under BEGIN IMMEDIATE: no other worker can add to a ledger meanwhile
+                    check_holder_limits(holder, _holdings(conn, holder), booking, limits)
             taken = _seats_taken(conn, booking.date, booking.hour)
             if taken + booking.num_guests > seats_per_slot:
                 raise CapacityExceeded(seats_per_slot - taken)
@@ -167,6 +183,9 @@ class SQLiteBookings(_Part):
             if idempotency_key is not None:
                 conn.execute("INSERT INTO idempotency (key, request_hash, booking_id, created_at) VALUES (?,?,?,?)",
                              (idempotency_key, request_hash, booking.booking_id, booking.created_at))
+            conn.executemany("INSERT INTO holdings (holder, booking_id, date, hour, num_guests) VALUES (?,?,?,?,?)",
+                             [(holder, booking.booking_id, booking.date, booking.hour, booking.num_guests)
+                              for holder in dict.fromkeys(holders)])
             return booking, True
 
         stored, created = await self._run(work)
@@ -191,6 +210,7 @@ class SQLiteBookings(_Part):
                 return old, None
             conn.execute("UPDATE bookings SET status = 'cancelled', cancellation_reason = ?, cancelled_at = ? "
                          "WHERE booking_id = ?", (reason, now, booking_id))
+            conn.execute("DELETE FROM holdings WHERE booking_id = ?", (booking_id,))
             new = _booking(conn.execute(f"{_BOOKING_SELECT} WHERE booking_id = ?", (booking_id,)).fetchone())
             return new, old
 
@@ -210,6 +230,12 @@ class SQLiteBookings(_Part):
 
     async def seats_taken(self, date: str, hour: str) -> int:
         return await self._run(lambda conn: _seats_taken(conn, date, hour), write=False)
+
+
+def _holdings(conn: sqlite3.Connection, holder: str) -> list[Holding]:
+    rows = conn.execute("SELECT booking_id, date, hour, num_guests FROM holdings WHERE holder = ?",
+                        (holder,)).fetchall()
+    return [Holding(*row) for row in rows]
 
 
 def _seats_taken(conn: sqlite3.Connection, date: str, hour: str) -> int:
@@ -317,6 +343,10 @@ class SQLiteStore:
         now = int(datetime.now(UTC).timestamp())
         conn.execute("DELETE FROM turns WHERE expires_at <= ?", (now,))
         conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+        # Ledger rows of past dates never count again (a day's margin for any time zone), like the TTL on
+        # DynamoDB's ledger items; cancelled bookings' rows went with the cancellation.
+        gone = datetime.fromtimestamp(now - 2 * 86400, UTC).date().isoformat()
+        conn.execute("DELETE FROM holdings WHERE date < ?", (gone,))
 
     async def ready(self) -> bool:
         if not self._started:

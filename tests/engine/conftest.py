@@ -12,11 +12,11 @@ import pytest
 
 from runtime.bookings.service import BookingService
 from runtime.engine import OfflineEngine
-from runtime.engine.caller import ScriptedCaller
 from runtime.settings import Settings, load_settings
 from runtime.speech.model import StreamOptions
 from runtime.speech.tools import ToolRunner, tool_specs
 from runtime.stores.sqlite import SQLiteStore
+from tools.engine_caller import ScriptedCaller
 
 
 @pytest.fixture(scope="session")

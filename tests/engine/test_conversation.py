@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from runtime.bookings.service import BookingService
-from runtime.engine.caller import AssistantTurn, ScriptedCaller
 from runtime.engine.parsing import NATO
 from runtime.settings import Settings
 from tests.engine.voices import espeak_voice, hibari_voice, noise, noise_level_for, word_errors
+from tools.engine_caller import AssistantTurn, ScriptedCaller
 
 if TYPE_CHECKING:
     from tests.engine.conftest import ToolLog

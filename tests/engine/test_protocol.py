@@ -9,9 +9,9 @@ import json
 import pytest
 
 from runtime.engine import OfflineEngine
-from runtime.engine.caller import ScriptedCaller
 from runtime.speech.model import SpeechModelError, StreamOptions
 from runtime.speech.tools import tool_specs
+from tools.engine_caller import ScriptedCaller
 
 
 def _names(events: list[dict], *, skip: tuple[str, ...] = ()) -> list[str]:

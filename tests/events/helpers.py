@@ -28,13 +28,16 @@ def guest_token(session_id: str, ttl: int = 3600, now: float | None = None) -> s
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port in this event loop; yield host:port."""
+async def serve(app: Any, **config_options: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port in this event loop; yield host:port.
+
+    ``config_options`` go to ``uvicorn.Config`` (e.g. ``ssl_certfile``/``ssl_keyfile`` for TLS).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_max_size=4 * 1024 * 1024)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_max_size=4 * 1024 * 1024, **config_options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

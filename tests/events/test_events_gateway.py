@@ -1,4 +1,4 @@
-"""Conformance of the embedded gateway with the AppSync Events wire protocol (reference §1).
+"""Conformance of the embedded gateway with the AppSync Events wire protocol (docs/events-gateway.md).
 
 A plain ``websockets`` client and ``httpx`` talk to the gateway served by uvicorn on 127.0.0.1, the
 way a browser and a server-side publisher would.
@@ -55,6 +55,24 @@ async def test_handshake_acks_and_keeps_alive(served: Served) -> None:
         assert ack == {"type": "connection_ack", "connectionTimeoutMs": 300000}
         assert await client.recv(1.0, keep_ka=True) == {"type": "ka"}  # interval is 0.2 s in tests
         assert await client.recv(1.0, keep_ka=True) == {"type": "ka"}
+
+
+@pytest.mark.parametrize("first", ["connection_init", "subscribe"])
+async def test_first_ka_comes_right_after_the_ack_not_an_interval_later(first: str) -> None:
+    # Amplify shows ConnectedPendingKeepAlive until a ka arrives when its page connected late (>65 s after
+    # loading): the first ka must not wait for the 60 s interval.
+    gateway = make_gateway(keepalive_seconds=60)
+    async with serve(standalone_app(gateway)) as address, \
+            open_client(f"ws://{address}/event/realtime", STAFF_AUTH) as client:
+        if first == "connection_init":
+            await client.send({"type": "connection_init"})
+            assert (await client.recv(keep_ka=True))["type"] == "connection_ack"
+        else:  # connection_init is optional: keep-alive starts with the first subscription then
+            await client.send({"type": "subscribe", "id": "s1", "channel": "/conversations/*"})
+            assert (await client.recv(keep_ka=True))["type"] == "subscribe_success"
+        assert await client.recv(1.0, keep_ka=True) == {"type": "ka"}
+        with pytest.raises(TimeoutError):  # then the interval (60 s here)
+            await client.recv(0.3, keep_ka=True)
 
 
 async def test_upgrade_without_the_appsync_subprotocol_is_refused(served: Served) -> None:
@@ -175,22 +193,45 @@ async def test_authorization_is_rechecked_on_every_subscribe(served: Served) -> 
         assert refused["type"] == "subscribe_error"
 
 
-async def test_expired_guest_subscription_gets_broadcast_error() -> None:
+EXPIRED = {"type": "subscribe_error", "id": "mine", "errors": [{
+    "errorType": "UnauthorizedException", "message": "Token expired: subscribe again with a fresh token"}]}
+
+
+async def test_expired_guest_subscription_gets_subscribe_error_before_the_next_event() -> None:
+    # subscribe_error, not broadcast_error: Amplify ignores broadcast_error (the subscription would go silently
+    # dead); the expired token's event is never delivered.
     now = [1_000_000.0]
-    gateway = make_gateway(clock=lambda: now[0])
+    gateway = make_gateway(clock=lambda: now[0], guest_recheck_seconds=3600)  # no sweep: the publish finds it
     async with serve(standalone_app(gateway)) as address:
         token = guest_token(SESSION_A, ttl=60, now=now[0])
         async with open_client(f"ws://{address}/event/realtime", {"Authorization": token}) as client:
             await client.subscribe("mine", f"/conversations/{SESSION_A}")
             await gateway.publish(f"/conversations/{SESSION_A}", {"n": 1})
             assert (await client.recv())["event"] == '{"n":1}'
-            now[0] += 120  # the guest token has expired
+            now[0] += 3601 + 120  # the guest token has expired, and the recheck is due
             await gateway.publish(f"/conversations/{SESSION_A}", {"n": 2})
-            assert await client.recv() == {"type": "broadcast_error", "id": "mine", "errors": [{
-                "errorType": "UnauthorizedException", "message": "Token expired: subscribe again with a fresh token"}]}
+            assert await client.recv() == EXPIRED
             await gateway.publish(f"/conversations/{SESSION_A}", {"n": 3})
             await client.nothing()
             assert gateway.subscription_count == 0
+
+
+async def test_expired_subscription_is_told_without_waiting_for_an_event() -> None:
+    now = [1_000_000.0]
+    gateway = make_gateway(clock=lambda: now[0], guest_recheck_seconds=0.05)
+    async with serve(standalone_app(gateway)) as address:
+        short = guest_token(SESSION_A, ttl=60, now=now[0])
+        lasting = guest_token(SESSION_A, ttl=3600, now=now[0])
+        async with open_client(f"ws://{address}/event/realtime", {"Authorization": lasting}) as client:
+            await client.subscribe("mine", f"/conversations/{SESSION_A}", {"Authorization": short})
+            await client.subscribe("kept", f"/conversations/{SESSION_A}")
+            await client.nothing(0.2)  # swept several times while still valid: nothing sent
+            now[0] += 120
+            assert await client.recv(1.0) == EXPIRED  # no publish happened: the sweep found it
+            await client.nothing(0.2)
+            assert gateway.subscription_count == 1  # the one with the lasting token stays
+            await gateway.publish(f"/conversations/{SESSION_A}", {"n": 1})
+            assert await client.recv() == {"type": "data", "id": "kept", "event": '{"n":1}'}
 
 
 async def test_unsubscribe_stops_delivery_and_unknown_ids_fail(served: Served) -> None:
@@ -357,6 +398,28 @@ async def test_http_publish_is_server_side_only(served: Served, headers: dict[st
     assert response.status_code == 401
     assert response.json()["errors"] == [{"errorType": "UnauthorizedException",
                                           "message": "You are not authorized to make this call."}]
+    # AppSync names the error in this header; Amplify's error parser reads it (else: "UnknownError").
+    assert response.headers["x-amzn-errortype"] == "UnauthorizedException"
+    assert "x-amzn-errortype" in response.headers["access-control-expose-headers"].lower()
+
+
+async def test_every_http_error_names_its_type_in_x_amzn_errortype(served: Served) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        bad = await http.post(served.http, content=b"{oops", headers=KEY_AUTH)
+        wildcard = await http.post(served.http, json={"channel": "/conversations/*", "events": ["1"]},
+                                   headers=KEY_AUTH)
+    for response in (bad, wildcard):
+        assert response.status_code == 400
+        assert response.headers["x-amzn-errortype"] == response.json()["errors"][0]["errorType"] == \
+            "BadRequestException"
+    gateway = make_gateway(http_rate_per_second=1)
+    async with serve(standalone_app(gateway)) as address, httpx.AsyncClient(timeout=5) as http:
+        statuses = [(await http.post(f"http://{address}/event", json={"channel": "/conversations/x",
+                                                                    "events": ["1"]}, headers=KEY_AUTH))
+                    for _ in range(4)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited
+    assert limited[0].headers["x-amzn-errortype"] == "TooManyRequestsException"
 
 
 async def test_http_publish_disabled_without_an_api_key() -> None:

@@ -93,7 +93,9 @@ def two_workers(tmp_path: Path) -> Iterator[str]:
     """``python -m runtime serve --workers 2`` on a free loopback port (the standalone default shape)."""
     port = _free_port()
     env = {**os.environ, "STAFF_TOKEN": STAFF, "SESSION_SECRET": SECRET, "DATA_DIR": str(tmp_path),
-           "LOG_LEVEL": "warning", "WEBAPP_DIR": str(tmp_path / "no-webapp")}
+           "LOG_LEVEL": "warning", "WEBAPP_DIR": str(tmp_path / "no-webapp"),
+           # One test client books eight times: the booking abuse limits (tested in tests/abuse) are off here.
+           "BOOKING_LIMIT_PER_SLOT": "0", "BOOKING_LIMIT_PER_DAY": "0", "BOOKING_LIMIT_SEATS": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "runtime", "serve", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)

@@ -2,7 +2,7 @@
 
 The embedded gateway on 127.0.0.1 stands in for AppSync (it takes the publisher's API key) and a
 staff subscriber checks what browsers would receive. No event source mapping is created in moto (it
-would swallow the records, reference §2.5): the handler is called with records from ``get_records``.
+would consume the records itself): the handler is called with records from ``get_records``.
 """
 
 from __future__ import annotations

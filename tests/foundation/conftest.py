@@ -20,8 +20,10 @@ DAY = "2026-12-10"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    # These tests model many guests behind one test client: the booking abuse limits (tests/abuse) are off.
     return load_settings(data_dir=tmp_path, staff_token="staff-secret-token",
-                         session_secret="session-secret-for-tests", seats_per_slot=40)
+                         session_secret="session-secret-for-tests", seats_per_slot=40,
+                         booking_limit_per_slot=0, booking_limit_per_day=0, booking_limit_seats=0)
 
 
 def sqlite_store(tmp_path: Path) -> SQLiteStore:

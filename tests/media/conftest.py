@@ -19,8 +19,8 @@ import ifaddr
 import pytest
 from media_support import RunningServer, start_server, stop_server
 
-from runtime.media.echo import EchoSessionFactory
 from tests import netns
+from tools.echo import EchoSessionFactory
 
 TEST_CIDR = "10.252.0.1/24"  # namespace ncmedia<pid>, one per test
 MODULE_CIDR = "10.252.1.1/24"  # namespace ncmedmod<pid>, one per module that shares a slow server

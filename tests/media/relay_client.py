@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from runtime.media.probe import CallProbe
+from tools.probe import CallProbe
 
 
 def tone(freq: float, seconds: float, rate: int) -> bytes:

@@ -17,7 +17,7 @@ from media_support import RunningServer, start_server, stop_server
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from runtime.media.echo import EchoSessionFactory
+from tools.echo import EchoSessionFactory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -110,7 +110,7 @@ async def test_session_cap_answers_503(tmp_path: Path, netns_address: str) -> No
     try:
         async with connect(f"{server.ws_url}/ws/audio") as ws:
             assert json.loads(await ws.recv())["type"] == "session"
-            from runtime.media.probe import CallProbe
+            from tools.probe import CallProbe
             probe = CallProbe()
             sdp = await probe.offer()
             await probe.close()

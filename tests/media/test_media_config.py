@@ -44,8 +44,13 @@ async def test_proxy_headers_are_honoured_only_when_trusted(tmp_path: Path) -> N
     untrusted = await config_of(tmp_path / "a", headers=forwarded)
     assert untrusted["events"]["http"] == "http://testserver/event"
     trusted = await config_of(tmp_path / "b", headers=forwarded, trust_proxy_headers=True)
-    assert trusted["events"]["http"] == "https://book.example.com/event"
-    assert trusted["events"]["realtime"] == "wss://book.example.com/event/realtime"
+    # The scheme the proxy saw, but never a host a client can write (issue 17: X-Forwarded-Host is not reflected).
+    assert trusted["events"]["http"] == "https://testserver/event"
+    assert trusted["events"]["realtime"] == "wss://testserver/event/realtime"
+    public = await config_of(tmp_path / "c", headers=forwarded, trust_proxy_headers=True,
+                             public_origin="https://book.example.com")
+    assert public["events"]["http"] == "https://book.example.com/event"
+    assert public["events"]["realtime"] == "wss://book.example.com/event/realtime"
 
 
 async def test_turn_credentials_are_short_lived_and_verify_like_coturn(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from media_support import RunningServer, candidate_addresses, read_wav_mono, sta
 from websockets.asyncio.client import connect
 
 from runtime.media.audio import resample_pcm, rms_dbfs
-from runtime.media.probe import CallProbe
+from tools.probe import CallProbe
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 

@@ -29,8 +29,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from emulators.identity import CredentialBook, IssuedCredentials
 from emulators.nova_sonic import NovaSonicEmulator, Script, make_test_certificates
 from runtime.media.audio import resample_pcm
-from runtime.media.probe import SILENCE_DBFS, CallProbe
 from tests.engine.voices import hibari_voice
+from tools.probe import SILENCE_DBFS, CallProbe
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -35,7 +35,7 @@ async def smoke(base_url: str, *, staff_token: str | None) -> tuple[int, str]:
     if staff_token:
         env["STAFF_TOKEN"] = staff_token
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runtime.media.smoke", base_url, "--listen", "30", cwd=ROOT, env=env,
+        sys.executable, "-m", "tools.smoke", base_url, "--listen", "30", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(proc.communicate(), 100)
     return proc.returncode or 0, output.decode()

@@ -26,8 +26,8 @@ import httpx
 import pytest
 from media_support import candidate_addresses, start_server, stop_server
 
-from runtime.media.echo import EchoSessionFactory
 from tests import netns
+from tools.echo import EchoSessionFactory
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 

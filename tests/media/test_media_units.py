@@ -130,3 +130,19 @@ def test_turn_credentials_follow_the_coturn_rest_scheme() -> None:
     username, credential = turn_credentials("secret", "abc", 60, now=1000)
     assert username == "1060:abc"
     assert credential == "K39eIgy5y2nhwnCt9Q3sD9rrrlQ="
+
+
+def test_a_renamed_aiortc_internal_stops_the_runtime_at_start_up() -> None:
+    """The low-delay receive path swaps two private attributes of aiortc; a rename must fail loudly."""
+    import pytest
+
+    from runtime.media.inbound import AIORTC_INTERNALS, check_aiortc_internals
+
+    check_aiortc_internals()  # the pinned aiortc: the names are all there
+
+    class RenamedReceiver:
+        def __init__(self) -> None:
+            self._RTCRtpReceiver__jitter = None  # what a future aiortc might call it
+
+    with pytest.raises(RuntimeError, match="_RTCRtpReceiver__jitter_buffer"):
+        check_aiortc_internals({**AIORTC_INTERNALS, RenamedReceiver: AIORTC_INTERNALS[next(iter(AIORTC_INTERNALS))]})

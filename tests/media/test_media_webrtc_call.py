@@ -17,9 +17,9 @@ import pytest
 from media_support import RunningServer, candidate_addresses, read_wav_mono, start_server, stop_server, tone, write_wav
 
 from runtime.media.audio import resample_pcm
-from runtime.media.echo import EchoSessionFactory
-from runtime.media.probe import CallProbe
 from runtime.media.routes import MediaHub
+from tools.echo import EchoSessionFactory
+from tools.probe import CallProbe
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from media_support import candidate_addresses, tone
 
-from runtime.media.probe import CallProbe
+from tools.probe import CallProbe
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 

@@ -10,7 +10,7 @@ from media_support import RunningServer
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from runtime.media.echo import EchoSessionFactory
+from tools.echo import EchoSessionFactory
 
 pytestmark = pytest.mark.timeout(30)
 

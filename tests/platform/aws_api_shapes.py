@@ -326,6 +326,99 @@ def _lifecycle_hook(r: Recorded) -> dict[str, Any]:
                     notificationTargetArn="NotificationTargetARN", roleArn="RoleARN")
 
 
+def _listener_rule(r: Recorded) -> dict[str, Any]:
+    d = _without(r.inputs)
+    condition_configs = {"hostHeader": "HostHeaderConfig", "httpHeader": "HttpHeaderConfig",
+                         "httpRequestMethod": "HttpRequestMethodConfig", "pathPattern": "PathPatternConfig",
+                         "queryStrings": "QueryStringConfig", "sourceIp": "SourceIpConfig"}
+    fields = {"hostHeader": "host-header", "httpHeader": "http-header", "httpRequestMethod": "http-request-method",
+              "pathPattern": "path-pattern", "queryStrings": "query-string", "sourceIp": "source-ip"}
+    conditions = []
+    for cond in d.pop("conditions", []):
+        (key, value), = cond.items()
+        if key == "queryStrings":
+            value = {"Values": value}
+        conditions.append({"Field": fields[key], condition_configs[key]: value})
+    d["Conditions"] = conditions
+    d["Actions"] = [_action(a) for a in d.pop("actions", [])]
+    return d
+
+
+def _items(values: list[Any]) -> dict[str, Any]:
+    """CloudFront's list wrapper: {Quantity, Items}."""
+    return {"Quantity": len(values), "Items": values} if values else {"Quantity": 0}
+
+
+def _cache_behavior(b: dict[str, Any]) -> dict[str, Any]:
+    d = {k: v for k, v in b.items() if v is not None}
+    allowed = d.pop("allowedMethods", [])
+    cached = d.pop("cachedMethods", [])
+    d["AllowedMethods"] = {**_items(allowed), "CachedMethods": _items(cached)}
+    if "functionAssociations" in d:
+        d["FunctionAssociations"] = _items([_renamed(f, functionArn="FunctionARN")
+                                            for f in d.pop("functionAssociations")])
+    if "lambdaFunctionAssociations" in d:
+        d["LambdaFunctionAssociations"] = _items([_renamed(f, lambdaArn="LambdaFunctionARN")
+                                                  for f in d.pop("lambdaFunctionAssociations")])
+    return d
+
+
+def _distribution(r: Recorded) -> dict[str, Any]:
+    """DistributionConfig as the provider builds it (terraform-provider-aws
+    internal/service/cloudfront/distribution_configuration_structure.go): lists wrapped in {Quantity, Items}."""
+    d = _without(r.inputs, "waitForDeployment", "retainOnDelete", "tags", "continuousDeploymentPolicyId", "staging")
+    config: dict[str, Any] = {"CallerReference": "pulumi-" + r.name}
+    config["Aliases"] = _items(d.pop("aliases", []))
+    origins = []
+    for o in d.pop("origins", []):
+        origin = _renamed({k: v for k, v in o.items() if v is not None}, originId="Id")
+        if "customHeaders" in origin:
+            origin["CustomHeaders"] = _items([_renamed(h, name="HeaderName", value="HeaderValue")
+                                              for h in origin.pop("customHeaders")])
+        if "customOriginConfig" in origin:
+            c = _renamed(origin.pop("customOriginConfig"), httpPort="HTTPPort", httpsPort="HTTPSPort")
+            c["OriginSslProtocols"] = _items(c.pop("originSslProtocols", []))
+            origin["CustomOriginConfig"] = c
+        else:  # the provider sends an S3 origin an empty OAI when it uses an origin access control
+            origin["S3OriginConfig"] = {"OriginAccessIdentity": (origin.pop("s3OriginConfig", None) or {}).get(
+                "originAccessIdentity", "")}
+        origins.append(origin)
+    config["Origins"] = _items(origins)
+    config["DefaultCacheBehavior"] = _cache_behavior(d.pop("defaultCacheBehavior"))
+    config["CacheBehaviors"] = _items([_cache_behavior(b) for b in d.pop("orderedCacheBehaviors", [])])
+    if "customErrorResponses" in d:
+        config["CustomErrorResponses"] = _items(d.pop("customErrorResponses"))
+    geo = (d.pop("restrictions", {}) or {}).get("geoRestriction", {})
+    config["Restrictions"] = {"GeoRestriction": {"RestrictionType": geo.get("restrictionType"),
+                                                 **_items(geo.get("locations", []))}}
+    config["ViewerCertificate"] = _renamed(d.pop("viewerCertificate"), acmCertificateArn="ACMCertificateArn",
+                                           sslSupportMethod="SSLSupportMethod")
+    config.update(_renamed(d, webAclId="WebACLId", isIpv6Enabled="IsIPV6Enabled"))
+    config.setdefault("Comment", "")
+    return {"DistributionConfig": config}
+
+
+def _user_pool(r: Recorded) -> dict[str, Any]:
+    d = _renamed(_without(r.inputs, "softwareTokenMfaConfiguration"), name="PoolName")
+    if "passwordPolicy" in d:
+        d["Policies"] = {"PasswordPolicy": d.pop("passwordPolicy")}
+    return d
+
+
+def _user_pool_mfa(r: Recorded) -> dict[str, Any] | None:
+    token = r.inputs.get("softwareTokenMfaConfiguration")
+    if token is None:
+        return None
+    return {"UserPoolId": r.id, "MfaConfiguration": r.inputs.get("mfaConfiguration"),
+            "SoftwareTokenMfaConfiguration": token}
+
+
+def _public_access_block(r: Recorded) -> dict[str, Any]:
+    d = _without(r.inputs, "skipDestroy")
+    bucket = d.pop("bucket")
+    return {"Bucket": bucket, "PublicAccessBlockConfiguration": d}
+
+
 # type -> (service, operation, request builder); the builder may return None (no such call for this resource)
 CALLS: dict[str, list[tuple[str, str, Callable[[Recorded], dict[str, Any] | None]]]] = {
     "aws:ecs/taskDefinition:TaskDefinition": [("ecs", "RegisterTaskDefinition", _task_definition)],
@@ -343,6 +436,22 @@ CALLS: dict[str, list[tuple[str, str, Callable[[Recorded], dict[str, Any] | None
     "aws:autoscaling/group:Group": [("autoscaling", "CreateAutoScalingGroup", _autoscaling_group),
                                     ("autoscaling", "StartInstanceRefresh", _instance_refresh)],
     "aws:autoscaling/lifecycleHook:LifecycleHook": [("autoscaling", "PutLifecycleHook", _lifecycle_hook)],
+    "aws:lb/listenerRule:ListenerRule": [("elbv2", "CreateRule", _listener_rule)],
+    "aws:cloudfront/distribution:Distribution": [("cloudfront", "CreateDistribution", _distribution)],
+    "aws:cloudfront/originAccessControl:OriginAccessControl": [
+        ("cloudfront", "CreateOriginAccessControl", lambda r: {"OriginAccessControlConfig": _without(r.inputs)})],
+    "aws:cloudfront/function:Function": [("cloudfront", "CreateFunction", lambda r: {
+        "Name": r.physical_name, "FunctionCode": r.inputs["code"].encode(),
+        "FunctionConfig": {"Comment": r.inputs.get("comment", ""), "Runtime": r.inputs["runtime"]}})],
+    "aws:cognito/userPool:UserPool": [("cognito-idp", "CreateUserPool", _user_pool),
+                                      ("cognito-idp", "SetUserPoolMfaConfig", _user_pool_mfa)],
+    "aws:cognito/userPoolClient:UserPoolClient": [("cognito-idp", "CreateUserPoolClient", lambda r: _renamed(
+        _without(r.inputs), name="ClientName"))],
+    "aws:cognito/userGroup:UserGroup": [("cognito-idp", "CreateGroup", lambda r: _renamed(
+        _without(r.inputs), name="GroupName"))],
+    "aws:s3/bucketPolicy:BucketPolicy": [("s3", "PutBucketPolicy", lambda r: _without(r.inputs))],
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": [
+        ("s3", "PutPublicAccessBlock", _public_access_block)],
 }
 
 
@@ -353,6 +462,8 @@ NAME_MEMBER: dict[tuple[str, str], str] = {
     ("appsync", "CreateChannelNamespace"): "name", ("dynamodb", "CreateTable"): "TableName",
     ("autoscaling", "CreateAutoScalingGroup"): "AutoScalingGroupName",
     ("autoscaling", "PutLifecycleHook"): "LifecycleHookName",
+    ("cognito-idp", "CreateUserPool"): "PoolName", ("cognito-idp", "CreateUserPoolClient"): "ClientName",
+    ("cognito-idp", "CreateGroup"): "GroupName",
 }
 
 
@@ -404,4 +515,62 @@ def documented_rules(run: Run) -> list[str]:
     return bad
 
 
-ALL = {"api_shapes": api_shapes, "documented_rules": documented_rules}
+# CloudFront limits the API model does not carry (quotas page and the DistributionConfig reference):
+# https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/cloudfront-limits.html
+CLOUDFRONT_MAX_BEHAVIORS = 25
+CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT = 60  # without a quota increase
+CLOUDFRONT_MAX_KEEPALIVE = 60  # without a quota increase
+# Headers CloudFront refuses as origin custom headers:
+# https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/add-origin-custom-headers.html
+CLOUDFRONT_FORBIDDEN_CUSTOM_HEADERS = {
+    "cache-control", "connection", "content-length", "cookie", "host", "if-match", "if-modified-since",
+    "if-none-match", "if-range", "if-unmodified-since", "max-forwards", "pragma", "proxy-authorization",
+    "proxy-connection", "range", "request-range", "te", "trailer", "transfer-encoding", "upgrade", "via",
+    "x-real-ip", "x-forwarded-proto", "x-forwarded-for"}
+ALB_HEADER_VALUE_MAX = 128  # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/rule-condition-types.html
+
+
+def cloudfront_documented_rules(run: Run) -> list[str]:
+    bad = []
+    for dist in run.of_type("aws:cloudfront/distribution:Distribution"):
+        behaviours = dist.inputs.get("orderedCacheBehaviors", [])
+        if len(behaviours) > CLOUDFRONT_MAX_BEHAVIORS:
+            bad.append(f"{dist.name}: {len(behaviours)} cache behaviours, quota {CLOUDFRONT_MAX_BEHAVIORS}")
+        origin_ids = {o["originId"] for o in dist.inputs.get("origins", [])}
+        for b in [dist.inputs.get("defaultCacheBehavior", {}), *behaviours]:
+            if b.get("targetOriginId") not in origin_ids:
+                bad.append(f"{dist.name}: behaviour {b.get('pathPattern', 'default')} targets unknown origin "
+                           f"{b.get('targetOriginId')}")
+            if not set(b.get("cachedMethods", [])) <= set(b.get("allowedMethods", [])):
+                bad.append(f"{dist.name}: cached methods of {b.get('pathPattern', 'default')} are not all allowed")
+            if b.get("cachePolicyId") and any(k in b for k in ("forwardedValues", "minTtl", "defaultTtl", "maxTtl")):
+                bad.append(f"{dist.name}: a cache policy excludes forwarded_values/TTLs on one behaviour")
+        for o in dist.inputs.get("origins", []):
+            custom = o.get("customOriginConfig")
+            if custom is not None and o.get("originAccessControlId"):
+                bad.append(f"{dist.name}: origin {o['originId']}: an S3 origin access control on a custom origin")
+            if custom is not None:
+                if custom.get("originReadTimeout", 30) > CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT:
+                    bad.append(f"{dist.name}: origin read timeout above {CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT} s")
+                if custom.get("originKeepaliveTimeout", 5) > CLOUDFRONT_MAX_KEEPALIVE:
+                    bad.append(f"{dist.name}: origin keep-alive above {CLOUDFRONT_MAX_KEEPALIVE} s")
+            for header in o.get("customHeaders", []):
+                if header["name"].lower() in CLOUDFRONT_FORBIDDEN_CUSTOM_HEADERS or \
+                        header["name"].lower().startswith(("x-amz-", "x-edge-")):
+                    bad.append(f"{dist.name}: CloudFront refuses custom origin header {header['name']}")
+        viewer = dist.inputs.get("viewerCertificate", {})
+        if viewer.get("acmCertificateArn") and viewer.get("sslSupportMethod") not in ("sni-only", "vip", "static-ip"):
+            bad.append(f"{dist.name}: an ACM viewer certificate needs sslSupportMethod")
+        acl = dist.inputs.get("webAclId")
+        if acl is not None and not str(acl).startswith("arn:aws:wafv2:"):
+            bad.append(f"{dist.name}: web_acl_id {acl} must be the WAFv2 web ACL's ARN (an id names WAF Classic)")
+    for rule in run.of_type("aws:lb/listenerRule:ListenerRule"):
+        for cond in rule.inputs.get("conditions", []):
+            for value in (cond.get("httpHeader") or {}).get("values", []):
+                if len(value) > ALB_HEADER_VALUE_MAX or any(c in value for c in "*?"):
+                    bad.append(f"{rule.name}: header value of {len(value)} characters or with a wildcard")
+    return bad
+
+
+ALL = {"api_shapes": api_shapes, "documented_rules": documented_rules,
+       "cloudfront_documented_rules": cloudfront_documented_rules}

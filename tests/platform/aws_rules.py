@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from pulumi_harness import AUTONAMED, Recorded, Run, as_list
+from pulumi_harness import AUTONAMED, CLOUDFRONT_PREFIX_LIST_ID, CLOUDFRONT_PREFIX_LIST_WEIGHT, Recorded, Run, as_list
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,21 @@ NAME_RULES: dict[str, NameRule] = {
     "aws:kms/alias:Alias": NameRule(
         256, r"alias/[a-zA-Z0-9/_-]+", forbidden_prefixes=("alias/aws/",),
         source="https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateAlias.html"),
+    "aws:cloudfront/originAccessControl:OriginAccessControl": NameRule(
+        64, r"[^\x00-\x1f]+",
+        source="https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_OriginAccessControlConfig.html"),
+    "aws:cloudfront/function:Function": NameRule(
+        64, r"[a-zA-Z0-9\-_]+", source="https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_CreateFunction.html"),
+    "aws:cognito/userPool:UserPool": NameRule(
+        128, r"[\w\s+=,.@-]+",
+        source="https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_CreateUserPool.html"),
+    "aws:cognito/userPoolClient:UserPoolClient": NameRule(
+        128, r"[\w\s+=,.@-]+",
+        source="https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_CreateUserPoolClient.html"),
+    # [\p{L}\p{M}\p{S}\p{N}\p{P}]+: letters, marks, symbols, numbers, punctuation - no white space or controls.
+    "aws:cognito/userGroup:UserGroup": NameRule(
+        128, r"[^\s\x00-\x1f]+",
+        source="https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_CreateGroup.html"),
 }
 NAME_RULES["aws:s3/bucketV2:BucketV2"] = NAME_RULES["aws:s3/bucket:Bucket"]
 WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"  # https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
@@ -263,6 +278,12 @@ def creation_order(run: Run) -> list[str]:
         waited = [v for v in validations if v.inputs.get("certificateArn") == cert and v.urn in before]
         if not waited:
             bad.append(f"{lst.name}: TLS listener is not created after the validation of certificate {cert}")
+    # CreateDistribution refuses a certificate ACM has not issued yet (InvalidViewerCertificate).
+    for dist in run.of_type("aws:cloudfront/distribution:Distribution"):
+        cert = (dist.inputs.get("viewerCertificate") or {}).get("acmCertificateArn")
+        before = run.created_after(dist)
+        if cert and not [v for v in validations if v.inputs.get("certificateArn") == cert and v.urn in before]:
+            bad.append(f"{dist.name}: distribution is not created after the validation of certificate {cert}")
     for esm in run.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
         fn = [f for f in run.of_type("aws:lambda/function:Function")
               if esm.inputs["functionName"] in (f.arn, f.physical_name)]
@@ -277,4 +298,78 @@ def creation_order(run: Run) -> list[str]:
     return bad
 
 
-ALL = {"naming": naming, "ecs_rules": ecs_rules, "creation_order": creation_order}
+# --- security group rule quota ----------------------------------------------------------------------------
+
+# Inbound (and, separately, outbound) rules per security group, the default quota; a referenced prefix list counts
+# as its maximum number of entries, not as one rule:
+# https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html#vpc-limits-security-groups
+SG_RULES_PER_DIRECTION = 60
+PREFIX_LIST_WEIGHTS = {CLOUDFRONT_PREFIX_LIST_ID: CLOUDFRONT_PREFIX_LIST_WEIGHT}
+
+
+def security_group_quota(run: Run) -> list[str]:
+    """AuthorizeSecurityGroupIngress fails with RulesPerSecurityGroupLimitExceeded past the quota."""
+    bad = []
+    for direction in ("Ingress", "Egress"):
+        weights: dict[str, int] = {}
+        for rule in run.of_type(f"aws:vpc/securityGroup{direction}Rule:SecurityGroup{direction}Rule"):
+            pl = rule.inputs.get("prefixListId")
+            weight = PREFIX_LIST_WEIGHTS.get(pl, 0) if pl else 1
+            if pl and pl not in PREFIX_LIST_WEIGHTS:
+                bad.append(f"{rule.name}: prefix list {pl} of unknown weight")
+            weights[rule.inputs["securityGroupId"]] = weights.get(rule.inputs["securityGroupId"], 0) + weight
+        bad += [f"{run.by_id(sg).name}: {w} {direction.lower()} rules (prefix lists by weight), quota "
+                f"{SG_RULES_PER_DIRECTION}" for sg, w in weights.items() if w > SG_RULES_PER_DIRECTION]
+    return bad
+
+
+# --- CloudFront's us-east-1 resources -----------------------------------------------------------------------
+
+def cloudfront_regions(run: Run) -> list[str]:
+    """What CloudFront uses must be created in us-east-1, whatever the stack's region.
+
+    - the viewer certificate: https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/cnames-and-https-requirements.html
+    - a CLOUDFRONT-scope web ACL (and its logging configuration and log group):
+      https://docs.aws.amazon.com/waf/latest/developerguide/how-aws-waf-works-resources.html,
+      https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
+    """
+    bad = []
+    certs = {c.arn: c for c in run.of_type("aws:acm/certificate:Certificate")}
+    for dist in run.of_type("aws:cloudfront/distribution:Distribution"):
+        arn = (dist.inputs.get("viewerCertificate") or {}).get("acmCertificateArn", "")
+        cert = certs.get(arn)
+        if cert is None:
+            bad.append(f"{dist.name}: viewer certificate {arn} is not an ACM certificate of the stack")
+            continue
+        if run.region_of(cert) != "us-east-1" or ":acm:us-east-1:" not in arn:
+            bad.append(f"{dist.name}: viewer certificate {cert.name} is in {run.region_of(cert)}, not us-east-1")
+        for validation in run.of_type("aws:acm/certificateValidation:CertificateValidation"):
+            if validation.inputs.get("certificateArn") == cert.arn and run.region_of(validation) != "us-east-1":
+                bad.append(f"{validation.name}: validates a us-east-1 certificate from {run.region_of(validation)}")
+        acl_arn = dist.inputs.get("webAclId")
+        acls = [a for a in run.of_type("aws:wafv2/webAcl:WebAcl") if a.arn == acl_arn]
+        if len(acls) != 1:
+            bad.append(f"{dist.name}: web ACL {acl_arn} is not a WAFv2 web ACL ARN of the stack")
+            continue
+        acl = acls[0]
+        if acl.inputs.get("scope") != "CLOUDFRONT":
+            bad.append(f"{acl.name}: a distribution's web ACL must have scope CLOUDFRONT, "
+                       f"not {acl.inputs.get('scope')}")
+        if run.region_of(acl) != "us-east-1":
+            bad.append(f"{acl.name}: CLOUDFRONT web ACL created in {run.region_of(acl)}, not us-east-1")
+    for acl in run.of_type("aws:wafv2/webAcl:WebAcl"):
+        if acl.inputs.get("scope") != "CLOUDFRONT":
+            continue
+        for cfg in run.of_type("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"):
+            if cfg.inputs.get("resourceArn") == acl.arn and run.region_of(cfg) != "us-east-1":
+                bad.append(f"{cfg.name}: logging of a CLOUDFRONT web ACL configured in {run.region_of(cfg)}")
+            for group in run.of_type("aws:cloudwatch/logGroup:LogGroup"):
+                if cfg.inputs.get("resourceArn") == acl.arn and group.arn in {
+                        a.removesuffix(":*") for a in as_list(cfg.inputs.get("logDestinationConfigs", []))} and \
+                        run.region_of(group) != "us-east-1":
+                    bad.append(f"{group.name}: a CLOUDFRONT web ACL logs only to us-east-1 log groups")
+    return bad
+
+
+ALL = {"naming": naming, "ecs_rules": ecs_rules, "creation_order": creation_order,
+       "security_group_quota": security_group_quota, "cloudfront_regions": cloudfront_regions}

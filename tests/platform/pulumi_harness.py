@@ -44,7 +44,9 @@ REGION = "us-east-1"
 HOSTED_ZONE_ID = "Z0123456789EXAMPLE"
 AMI_ID = "ami-0123456789abcdef0"
 TEST_SECRETS = {"turnSecret": "turn-secret-for-tests", "staffToken": "staff-token-for-tests",
-                "sessionSecret": "session-secret-for-tests"}
+                "sessionSecret": "session-secret-for-tests", "originSecret": "0f" * 32}
+# A built web app as `npm run build` leaves it (hashed assets, unhashed public files): the CDN uploads it.
+WEB_DIST_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "webapp-dist"
 
 
 @dataclass(repr=False)
@@ -62,6 +64,8 @@ class Recorded:
     dependencies: set[str] = field(default_factory=set)
     protect: bool = False
     delete_before_replace: bool = False
+    provider: str = ""  # the explicit provider reference ("<urn>::<id>"), empty for the default provider
+    secret_inputs: set[str] = field(default_factory=set)  # top-level inputs that arrived marked secret
 
     @property
     def arn(self) -> str:
@@ -125,6 +129,19 @@ class Run:
                 todo.extend(by_urn[urn].dependencies)
         return seen
 
+    def provider_of(self, resource: Recorded) -> Recorded | None:
+        """The explicit provider resource ``resource`` was registered with (None: the stack's default provider)."""
+        if not resource.provider:
+            return None
+        return self.by_urn(resource.provider.rsplit("::", 1)[0])
+
+    def region_of(self, resource: Recorded) -> str:
+        """The region AWS creates ``resource`` in: its explicit provider's, else the stack's."""
+        provider = self.provider_of(resource)
+        if provider is not None and provider.inputs.get("region"):
+            return str(provider.inputs["region"])
+        return self.config.get("aws:region", REGION)
+
     def mutated(self, edit: Callable[[Run], None]) -> Run:
         """A deep copy changed by ``edit``: proves an invariant check notices a broken invariant."""
         clone = copy.deepcopy(self)
@@ -170,8 +187,16 @@ AUTONAMED: dict[str, tuple[str, str | None]] = {
     "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix"),
     "aws:s3/bucketV2:BucketV2": ("bucket", "bucketPrefix"),
     "aws:kms/alias:Alias": ("name", "namePrefix"),
+    "aws:cloudfront/originAccessControl:OriginAccessControl": ("name", None),
+    "aws:cloudfront/function:Function": ("name", None),
+    "aws:cognito/userPool:UserPool": ("name", None),
+    "aws:cognito/userPoolClient:UserPoolClient": ("name", None),
+    "aws:cognito/userGroup:UserGroup": ("name", None),
 }
 PREFIX_SUFFIX_LEN = 26
+CLOUDFRONT_PREFIX_LIST = "com.amazonaws.global.cloudfront.origin-facing"
+CLOUDFRONT_PREFIX_LIST_ID = "pl-3b927c52"  # its id in us-east-1
+CLOUDFRONT_PREFIX_LIST_WEIGHT = 55
 
 
 def _hex(seed: str, length: int) -> str:
@@ -191,12 +216,24 @@ def _uuid(seed: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def realistic_arn(typ: str, logical: str, physical: str, inputs: dict[str, Any]) -> str:
+def realistic_id(typ: str, logical: str, region: str = REGION) -> str | None:
+    """IDs whose format other services check (a pool id's region prefix, a distribution's E...), else None."""
+    if typ == "aws:cognito/userPool:UserPool":
+        return f"{region}_{_hex(logical, 9).upper()}"  # https://docs.aws.amazon.com/cognito/latest/developerguide/user-pool-settings-attributes.html
+    if typ == "aws:cognito/userPoolClient:UserPoolClient":
+        return _hex(logical, 26)
+    if typ in ("aws:cloudfront/distribution:Distribution", "aws:cloudfront/originAccessControl:OriginAccessControl"):
+        return "E" + _hex(logical, 13).upper()
+    return None
+
+
+def realistic_arn(typ: str, logical: str, physical: str, inputs: dict[str, Any], region: str = REGION,
+                  rid: str = "") -> str:
     """The ARN AWS would return, in each service's documented format, so IAM policies can be linted.
 
     https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html
     """
-    region_part = f"{REGION}:{ACCOUNT}"
+    region_part = f"{region}:{ACCOUNT}"
     h16 = _hex(f"{typ}/{logical}", 16)
     lb_kind = "app" if inputs.get("loadBalancerType", "application") == "application" else "net"
     arns: dict[str, Callable[[], str]] = {
@@ -236,9 +273,15 @@ def realistic_arn(typ: str, logical: str, physical: str, inputs: dict[str, Any])
         "aws:dynamodb/table:Table": lambda: f"arn:aws:dynamodb:{region_part}:table/{physical}",
         "aws:autoscaling/group:Group": lambda: (
             f"arn:aws:autoscaling:{region_part}:autoScalingGroup:{_uuid(logical)}:autoScalingGroupName/{physical}"),
+        # CLOUDFRONT-scope web ACLs are "global": https://docs.aws.amazon.com/waf/latest/APIReference/API_WebACL.html
         "aws:wafv2/webAcl:WebAcl": lambda: (
-            f"arn:aws:wafv2:{region_part}:{str(inputs.get('scope', 'REGIONAL')).lower()}/webacl/{physical}/"
-            f"{_uuid(logical)}"),
+            f"arn:aws:wafv2:{region_part}:"
+            f"{'global' if inputs.get('scope') == 'CLOUDFRONT' else 'regional'}/webacl/{physical}/{_uuid(logical)}"),
+        "aws:cloudfront/distribution:Distribution": lambda: f"arn:aws:cloudfront::{ACCOUNT}:distribution/{rid}",
+        "aws:cloudfront/function:Function": lambda: f"arn:aws:cloudfront::{ACCOUNT}:function/{physical}",
+        "aws:cloudfront/originAccessControl:OriginAccessControl": lambda: (
+            f"arn:aws:cloudfront::{ACCOUNT}:origin-access-control/{rid}"),
+        "aws:cognito/userPool:UserPool": lambda: f"arn:aws:cognito-idp:{region_part}:userpool/{rid}",
         "aws:appsync/api:Api": lambda: f"arn:aws:appsync:{region_part}:apis/{_hex(logical, 26)}",
         "aws:appsync/channelNamespace:ChannelNamespace": lambda: (
             f"arn:aws:appsync:{region_part}:apis/{inputs.get('apiId')}/channelNamespace/{physical}"),
@@ -253,17 +296,51 @@ def realistic_arn(typ: str, logical: str, physical: str, inputs: dict[str, Any])
     return f"arn:aws:{_service(typ)}:{region_part}:{typ.split(':')[-1].lower()}/{physical}"
 
 
+# How the SDK marks a secret value on the wire (pulumi.runtime.rpc): {SECRET_SIG_KEY: SECRET_SIG, "value": ...}.
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _unwrap_secrets(value: Any) -> tuple[Any, bool]:
+    """(value without secret markers, whether any part was secret): AWS receives the plain value."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+            inner, _ = _unwrap_secrets(value.get("value"))
+            return inner, True
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], secret = _unwrap_secrets(v)
+            found = found or secret
+        return out, found
+    if isinstance(value, list):
+        items = [_unwrap_secrets(v) for v in value]
+        return [v for v, _ in items], any(secret for _, secret in items)
+    return value, False
+
+
 class RecordingMocks(Mocks):
     """Auto-name like the provider, echo inputs as state, add computed attributes (real-format ARNs, DNS...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, region: str = REGION) -> None:
+        self.region = region  # the stack's aws:region: the default provider's
         self.resources: list[Recorded] = []
         self.calls: list[MockCallArgs] = []
         self.current = threading.local()  # the StrictMonitor puts the registration's URN/options here
+        self.provider_regions: dict[str, str] = {}  # explicit provider reference -> its region
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        inputs = args.inputs
-        rid = f"{args.name}-id"
+        inputs: dict[str, Any] = {}
+        secret_inputs: set[str] = set()
+        for key, raw in args.inputs.items():
+            inputs[key], secret = _unwrap_secrets(raw)
+            if secret:
+                secret_inputs.add(key)
+        reg = getattr(self.current, "registration", {})
+        region = self.provider_regions.get(reg.get("provider", ""), self.region)
+        rid = realistic_id(args.typ, args.name, region) or f"{args.name}-id"
+        if args.typ == "pulumi:providers:aws":
+            self.provider_regions[f"{reg.get('urn', '')}::{rid}"] = str(inputs.get("region") or self.region)
         state: dict[str, Any] = dict(inputs)
         naming = AUTONAMED.get(args.typ)
         if naming is not None:
@@ -274,21 +351,21 @@ class RecordingMocks(Mocks):
         else:
             physical = inputs.get("name") or args.name
         state.setdefault("name", physical)
-        state["arn"] = realistic_arn(args.typ, args.name, physical, inputs)
+        state["arn"] = realistic_arn(args.typ, args.name, physical, inputs, region, rid)
         extra = _computed(args.typ, args.name, inputs, state)
         state.update(extra)
-        reg = getattr(self.current, "registration", {})
         self.resources.append(Recorded(args.typ, args.name, inputs, state, rid, parent=reg.get("parent", ""),
                                        urn=reg.get("urn", ""), dependencies=set(reg.get("dependencies", ())),
                                        protect=reg.get("protect", False),
-                                       delete_before_replace=reg.get("delete_before_replace", False)))
+                                       delete_before_replace=reg.get("delete_before_replace", False),
+                                       provider=reg.get("provider", ""), secret_inputs=secret_inputs))
         return rid, state
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:
         self.calls.append(args)
         token = args.token
         if token == "aws:index/getRegion:getRegion":
-            return {"region": REGION, "name": REGION, "id": REGION}
+            return {"region": self.region, "name": self.region, "id": self.region}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{REGION}{s}" for s in "abc"]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(3)], "id": REGION}
@@ -299,6 +376,14 @@ class RecordingMocks(Mocks):
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {"userName": "AWS", "password": "mock-ecr-password", "authorizationToken": "x",
                     "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com", "id": "t"}
+        if token == "aws:ec2/getManagedPrefixList:getManagedPrefixList":
+            # The CloudFront origin-facing list: its weight (maxEntries) counts against the rule quota of every
+            # security group that references it. https://docs.aws.amazon.com/vpc/latest/userguide/working-with-aws-managed-prefix-lists.html
+            name = args.args.get("name")
+            assert name == CLOUDFRONT_PREFIX_LIST, f"unexpected managed prefix list {name}"
+            return {"id": CLOUDFRONT_PREFIX_LIST_ID, "name": name, "maxEntries": CLOUDFRONT_PREFIX_LIST_WEIGHT,
+                    "addressFamily": "IPv4", "ownerId": "AWS", "version": 1, "entries": [],
+                    "arn": f"arn:aws:ec2:{REGION}:aws:prefix-list/{CLOUDFRONT_PREFIX_LIST_ID}"}
         raise AssertionError(f"unmocked invoke {token}: add it to RecordingMocks.call")
 
 
@@ -335,6 +420,14 @@ def _computed(typ: str, name: str, inputs: dict[str, Any], state: dict[str, Any]
         return {"url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{state['name']}"}
     if typ == "aws:lambda/function:Function":
         return {"invokeArn": f"arn:aws:apigateway:{REGION}:lambda:path/functions/{arn}/invocations"}
+    if typ in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        return {"bucketRegionalDomainName": f"{state['bucket']}.s3.{REGION}.amazonaws.com"}
+    if typ == "aws:cloudfront/distribution:Distribution":
+        return {"domainName": f"d{_hex(name, 13)}.cloudfront.net", "hostedZoneId": "Z2FDTNDATAQYW2",
+                "status": "Deployed"}
+    if typ == "aws:cognito/userPool:UserPool":
+        pool_id = arn.rsplit("/", 1)[1]
+        return {"endpoint": f"cognito-idp.{REGION}.amazonaws.com/{pool_id}"}
     return {}
 
 
@@ -361,7 +454,7 @@ class StrictMonitor(MockMonitor):
         # thread inside super().RegisterResource, so a thread-local hands them over without races.
         current = self.mocks.current if isinstance(self.mocks, RecordingMocks) else threading.local()
         current.registration = {
-            "urn": urn, "parent": request.parent, "protect": bool(request.protect),
+            "urn": urn, "parent": request.parent, "protect": bool(request.protect), "provider": request.provider,
             "delete_before_replace": bool(request.deleteBeforeReplace),
             "dependencies": {*request.dependencies,
                              *(u for deps in request.propertyDependencies.values() for u in deps.urns)},
@@ -377,6 +470,7 @@ def stack_config(stack: str, overrides: dict[str, str] | None = None, *, secrets
     raw = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     cfg = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool) else str(v))
            for k, v in raw.items()}
+    cfg.setdefault(f"{PROJECT}:webDistDir", str(WEB_DIST_FIXTURE))  # tests never depend on a local npm build
     if secrets:
         cfg.update({f"{PROJECT}:{k}": v for k, v in TEST_SECRETS.items()})
     for key, value in (overrides or {}).items():
@@ -395,7 +489,7 @@ def run_program(stack: str, overrides: dict[str, str] | None = None, *,
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pulumi_settings.ROOT.set(None)  # force a fresh root Stack bound to this loop
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(config.get("aws:region", REGION))
     monitor = StrictMonitor(mocks)
     outputs: dict[str, Any] = {}
     try:
@@ -434,6 +528,14 @@ def cached_run(stack: str, **overrides: str) -> Run:
     if key not in _CACHE:
         _CACHE[key] = run_program(stack, overrides)
     return _CACHE[key]
+
+
+def cdn_on(run: Run) -> bool:
+    return run.config.get(f"{PROJECT}:cdn", "true").lower() == "true"
+
+
+def cognito_on(run: Run) -> bool:
+    return run.config.get(f"{PROJECT}:staffAuth", "cognito") == "cognito"
 
 
 def policy_statements(run: Run) -> list[tuple[Recorded, dict[str, Any]]]:

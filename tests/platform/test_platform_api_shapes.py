@@ -35,7 +35,12 @@ def test_every_listed_call_is_exercised() -> None:
     wanted = {("ecs", "RegisterTaskDefinition"), ("ecs", "CreateService"), ("elbv2", "CreateLoadBalancer"),
               ("elbv2", "CreateTargetGroup"), ("elbv2", "CreateListener"), ("wafv2", "CreateWebACL"),
               ("appsync", "CreateApi"), ("appsync", "CreateChannelNamespace"), ("dynamodb", "CreateTable"),
-              ("lambda", "CreateEventSourceMapping"), ("autoscaling", "CreateAutoScalingGroup")}
+              ("lambda", "CreateEventSourceMapping"), ("autoscaling", "CreateAutoScalingGroup"),
+              ("cloudfront", "CreateDistribution"), ("cloudfront", "CreateOriginAccessControl"),
+              ("cloudfront", "CreateFunction"), ("cognito-idp", "CreateUserPool"),
+              ("cognito-idp", "SetUserPoolMfaConfig"), ("cognito-idp", "CreateUserPoolClient"),
+              ("cognito-idp", "CreateGroup"), ("s3", "PutBucketPolicy"), ("s3", "PutPublicAccessBlock"),
+              ("elbv2", "CreateRule")}
     reached = set()
     for stack, compute in (("dev", "ecs"), ("dev", "ec2")):
         run = cached_run(stack, compute=compute)
@@ -73,6 +78,26 @@ def _first(run: Run, typ: str) -> Recorded:
     ("aws:appsync/api:Api", lambda i: i["eventConfig"]["authProviders"][0].update(authType="IAM"),
      "'IAM' is not one of"),
     ("aws:appsync/channelNamespace:ChannelNamespace", lambda i: i.update(colour="red"), "no such member"),
+    ("aws:cloudfront/distribution:Distribution", lambda i: i.update(priceClass="PriceClass_50"),
+     "'PriceClass_50' is not one of"),
+    ("aws:cloudfront/distribution:Distribution", lambda i: i["viewerCertificate"].update(
+        minimumProtocolVersion="TLSv1.4"), "'TLSv1.4' is not one of"),
+    ("aws:cloudfront/distribution:Distribution", lambda i: i["origins"][1]["customOriginConfig"].update(
+        originSslProtocols=["TLSv1.3"]), "'TLSv1.3' is not one of"),
+    ("aws:cloudfront/distribution:Distribution", lambda i: i["defaultCacheBehavior"].pop("targetOriginId"),
+     "Missing required parameter"),
+    ("aws:cloudfront/originAccessControl:OriginAccessControl", lambda i: i.update(signingProtocol="sigv2"),
+     "'sigv2' is not one of"),
+    ("aws:cloudfront/function:Function", lambda i: i.update(runtime="node20"), "'node20' is not one of"),
+    ("aws:cognito/userPool:UserPool", lambda i: i["passwordPolicy"].update(minimumLength=100.0), "above the maximum"),
+    ("aws:cognito/userPool:UserPool", lambda i: i.update(userPoolTier="FREE"), "'FREE' is not one of"),
+    ("aws:cognito/userPoolClient:UserPoolClient", lambda i: i.update(preventUserExistenceErrors="ON"),
+     "'ON' is not one of"),
+    ("aws:cognito/userPoolClient:UserPoolClient", lambda i: i["tokenValidityUnits"].update(accessToken="weeks"),
+     "'weeks' is not one of"),
+    ("aws:cognito/userGroup:UserGroup", lambda i: i.pop("userPoolId"), "Missing required parameter"),
+    ("aws:s3/bucketPolicy:BucketPolicy", lambda i: i.pop("policy"), "Missing required parameter"),
+    ("aws:lb/listenerRule:ListenerRule", lambda i: i.update(priority=70000.0), "above the maximum 50000"),
 ])
 def test_broken_requests_are_caught(typ: str, edit: Any, expected: str) -> None:
     run = cached_run("dev", compute="ecs").mutated(lambda r: edit(_first(r, typ).inputs))

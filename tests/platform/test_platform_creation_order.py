@@ -10,6 +10,7 @@ from __future__ import annotations
 import aws_rules
 import pulumi
 import pulumi_aws as aws
+from conftest import legacy_run
 from pulumi_harness import Run, cached_run, run_program
 
 SERVICE = "aws:ecs/service:Service"
@@ -47,29 +48,43 @@ def test_recorded_dependencies_are_the_real_ones() -> None:
     assert after["first"] == set()
 
 
-def _drop_edges_to(r: Run, dropped_type: str) -> None:
-    """Remove every dependency on resources of ``dropped_type`` (as if nothing waited for them)."""
-    dropped = {x.urn for x in r.of_type(dropped_type)}
+RULE = "aws:lb/listenerRule:ListenerRule"
+
+
+def _drop_edges_to(r: Run, *dropped_types: str) -> None:
+    """Remove every dependency on resources of ``dropped_types`` (as if nothing waited for them)."""
+    dropped = {x.urn for t in dropped_types for x in r.of_type(t)}
     for x in r.resources:
         x.dependencies -= dropped
 
 
 def test_service_racing_its_listener_is_caught() -> None:
-    run = cached_run("dev", compute="ecs").mutated(lambda r: _drop_edges_to(r, LISTENER))
+    run = legacy_run("ecs").mutated(lambda r: _drop_edges_to(r, LISTENER))
     found = aws_rules.creation_order(run)
     assert any("ecs-runtime is not created after listener edge-https" in v for v in found), found
 
 
+def test_service_racing_the_origin_rule_is_caught() -> None:
+    """Behind CloudFront the runtime's traffic arrives through the listener rule: the service waits for it too."""
+    run = cached_run("dev", compute="ecs").mutated(lambda r: _drop_edges_to(r, RULE))
+    found = aws_rules.creation_order(run)
+    assert found == ["ecs-runtime is not created after listener edge-from-cloudfront of its target group "
+                     "edge-api-tg: a first up races CreateListener"], found
+
+
 def test_asg_racing_its_listeners_is_caught() -> None:
-    run = cached_run("prod", compute="ec2").mutated(lambda r: _drop_edges_to(r, LISTENER))
+    run = legacy_run("ec2").mutated(lambda r: _drop_edges_to(r, LISTENER))
     found = aws_rules.creation_order(run)
     assert any("ec2-asg is not created after listener edge-https" in v for v in found), found
+    run = cached_run("prod", compute="ec2").mutated(lambda r: _drop_edges_to(r, LISTENER, RULE))
+    found = aws_rules.creation_order(run)
+    assert any("ec2-asg is not created after listener edge-from-cloudfront" in v for v in found), found
 
 
 def test_target_group_without_listener_is_caught() -> None:
     def edit(r: Run) -> None:
-        for lst in r.of_type(LISTENER):
-            if lst.name == "edge-https":
+        for lst in [*r.of_type(LISTENER), *r.of_type(RULE)]:
+            if lst.name in ("edge-https", "edge-from-cloudfront"):
                 r.resources.remove(lst)
 
     found = aws_rules.creation_order(cached_run("dev", compute="ecs").mutated(edit))
@@ -81,6 +96,13 @@ def test_listener_before_certificate_validation_is_caught() -> None:
         lambda r: _drop_edges_to(r, "aws:acm/certificateValidation:CertificateValidation"))
     found = aws_rules.creation_order(run)
     assert any("edge-https: TLS listener is not created after the validation" in v for v in found), found
+
+
+def test_distribution_before_certificate_validation_is_caught() -> None:
+    run = cached_run("dev", compute="ecs").mutated(
+        lambda r: _drop_edges_to(r, "aws:acm/certificateValidation:CertificateValidation"))
+    found = aws_rules.creation_order(run)
+    assert any("cdn-distribution: distribution is not created after the validation" in v for v in found), found
 
 
 def test_mapping_before_its_role_policy_is_caught() -> None:

@@ -176,8 +176,10 @@ def test_real_coturn_serves_only_its_protocol(tmp_path: Path, transport: str) ->
 # --- 3: creation order --------------------------------------------------------------------------------
 
 def _listeners_of(run: Run, target_group_arn: str) -> list[Recorded]:
-    return [lst for lst in run.of_type(LISTENER)
-            if any(a.get("targetGroupArn") == target_group_arn for a in lst.inputs["defaultActions"])]
+    """Listeners and listener rules (behind CloudFront the origin rule forwards) sending to the target group."""
+    return [lst for lst in [*run.of_type(LISTENER), *run.of_type("aws:lb/listenerRule:ListenerRule")]
+            if any(a.get("targetGroupArn") == target_group_arn
+                   for a in lst.inputs.get("defaultActions", lst.inputs.get("actions", [])))]
 
 
 def listener_order_violations(run: Run) -> list[str]:
@@ -603,10 +605,10 @@ def test_dynamodb_and_s3_gateway_endpoints_on_the_private_routes(deployed: Run) 
 # --- 12: operations ----------------------------------------------------------------------------------------
 
 def test_alb_access_logs_and_flow_logs_land_in_the_log_bucket(deployed: Run) -> None:
-    bucket = deployed.one("aws:s3/bucket:Bucket")
+    bucket = deployed.one("aws:s3/bucket:Bucket", "logs-bucket")
     alb = deployed.one("aws:lb/loadBalancer:LoadBalancer", "edge-alb")
     assert alb.inputs["accessLogs"] == {"bucket": bucket.state["bucket"], "enabled": True, "prefix": "alb"}
-    policy_res = deployed.one("aws:s3/bucketPolicy:BucketPolicy")
+    policy_res = deployed.one("aws:s3/bucketPolicy:BucketPolicy", "logs-policy")
     assert policy_res.urn in deployed.created_after(alb), "ELB checks bucket access when logging is enabled"
     policy = {s["Sid"]: s for s in json.loads(policy_res.inputs["policy"])["Statement"]}
     assert policy["AlbAccessLogs"]["Principal"] == {"AWS": "arn:aws:iam::127311923021:root"}  # us-east-1
@@ -615,9 +617,10 @@ def test_alb_access_logs_and_flow_logs_land_in_the_log_bucket(deployed: Run) -> 
     flow = deployed.one("aws:ec2/flowLog:FlowLog")
     assert flow.inputs["logDestination"] == f"{bucket.arn}/flow-logs/"
     assert flow.inputs["vpcId"] == deployed.one("aws:ec2/vpc:Vpc").id
-    sse = deployed.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    sse = deployed.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                       "logs-sse")
     assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
-    block = deployed.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    block = deployed.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "logs-public-access").inputs
     assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
 
 
@@ -721,7 +724,8 @@ def test_deletion_protection_and_protect_follow_the_stack(stack: str) -> None:
     for lb in run.of_type("aws:lb/loadBalancer:LoadBalancer"):
         assert lb.inputs["enableDeletionProtection"] is prod
     stateful = [*run.of_type("aws:dynamodb/table:Table"), *run.of_type("aws:secretsmanager/secret:Secret"),
-                *run.of_type("aws:ecr/repository:Repository"), run.one("aws:s3/bucket:Bucket")]
+                *run.of_type("aws:ecr/repository:Repository"), run.one("aws:s3/bucket:Bucket", "logs-bucket"),
+                run.one("aws:cognito/userPool:UserPool")]
     assert {r.protect for r in stateful} == {prod}
     assert run_program("dev", {"protect": "true"}).one("aws:dynamodb/table:Table", "data-bookings").protect is True
 
@@ -734,6 +738,13 @@ def test_fixed_names_never_replace_create_first(deployed: Run) -> None:
         "aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/dashboard:Dashboard",
         "aws:lambda/function:Function", "aws:appsync/api:Api", "aws:autoscaling/lifecycleHook:LifecycleHook",
         "aws:ecr/repository:Repository", "aws:appsync/channelNamespace:ChannelNamespace",
+        "aws:cloudfront/function:Function",
+        # every input updates in place (aws_cloudfront_origin_access_control has no ForceNew argument)
+        "aws:cloudfront/originAccessControl:OriginAccessControl",
+        # Cognito does not require unique pool or client names, so a create-first replacement cannot collide;
+        # a group's name is unique per pool and the group is replaced with its pool (user_pool_id forces new).
+        "aws:cognito/userPool:UserPool", "aws:cognito/userPoolClient:UserPoolClient",
+        "aws:cognito/userGroup:UserGroup",
     }
     offenders = []
     for r in deployed.resources:

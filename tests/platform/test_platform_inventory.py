@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pulumi_harness import Run
+from pulumi_harness import Run, cdn_on, cognito_on
 
 COMMON = {
     "aws:ec2/vpc:Vpc": 1,
@@ -12,24 +12,49 @@ COMMON = {
     "aws:ec2/internetGateway:InternetGateway": 1,
     "aws:ec2/securityGroup:SecurityGroup": 4,
     "aws:lb/loadBalancer:LoadBalancer": 2,
-    "aws:lb/listener:Listener": 5,  # HTTP, HTTPS, TURN UDP 3478, TURN TCP 3479, TURNS 443
     "aws:lb/targetGroup:TargetGroup": 3,
-    "aws:acm/certificate:Certificate": 2,
-    "aws:acm/certificateValidation:CertificateValidation": 2,
-    "aws:route53/record:Record": 4,  # 2 validation CNAMEs + app and TURN aliases
-    "aws:wafv2/webAcl:WebAcl": 1,
-    "aws:wafv2/webAclAssociation:WebAclAssociation": 1,
+    "aws:wafv2/webAcl:WebAcl": 1,  # on the ALB, or with the CDN on CloudFront
     "aws:dynamodb/table:Table": 3,
     "aws:appsync/api:Api": 1,
     "aws:appsync/channelNamespace:ChannelNamespace": 2,
     "aws:lambda/function:Function": 2,
     "aws:lambda/eventSourceMapping:EventSourceMapping": 3,
     "aws:sqs/queue:Queue": 1,
-    "aws:secretsmanager/secret:Secret": 3,
     "aws:ecr/repository:Repository": 2,  # runtime + coturn mirror
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": 2,
     "docker-build:index:Image": 2,
     "aws:cloudwatch/dashboard:Dashboard": 1,
+}
+# The ALB serves the site (cdn false) / CloudFront does and the ALB is its locked origin (cdn true).
+EDGE = {
+    False: {"aws:lb/listener:Listener": 5,  # HTTP, HTTPS, TURN UDP 3478, TURN TCP 3479, TURNS 443
+            "aws:lb/listenerRule:ListenerRule": 0,
+            "aws:acm/certificate:Certificate": 2,
+            "aws:acm/certificateValidation:CertificateValidation": 2,
+            "aws:route53/record:Record": 4,  # 2 validation CNAMEs + app and TURN aliases
+            "aws:wafv2/webAclAssociation:WebAclAssociation": 1,
+            "aws:cloudfront/distribution:Distribution": 0, "aws:s3/bucket:Bucket": 1,
+            "aws:s3/bucketObjectv2:BucketObjectv2": 0, "pulumi:providers:aws": 0},
+    True: {"aws:lb/listener:Listener": 4,  # no HTTP listener: CloudFront talks HTTPS only
+           "aws:lb/listenerRule:ListenerRule": 1,  # forward only with the origin header
+           "aws:acm/certificate:Certificate": 3,  # origin.<domain> (regional), TURN, the site in us-east-1
+           "aws:acm/certificateValidation:CertificateValidation": 3,
+           "aws:route53/record:Record": 7,  # 3 validation CNAMEs, origin and TURN aliases, site A + AAAA
+           "aws:wafv2/webAclAssociation:WebAclAssociation": 0,  # a distribution names its ACL itself
+           "aws:cloudfront/distribution:Distribution": 1,
+           "aws:cloudfront/originAccessControl:OriginAccessControl": 1,
+           "aws:cloudfront/function:Function": 1,
+           "aws:s3/bucket:Bucket": 2,  # logs + web
+           "aws:s3/bucketPolicy:BucketPolicy": 2,
+           "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 2,
+           "aws:s3/bucketObjectv2:BucketObjectv2": 7,  # every file of the fixture build
+           "pulumi:providers:aws": 1},  # us-east-1
+}
+STAFF = {
+    False: {"aws:secretsmanager/secret:Secret": 3, "aws:cognito/userPool:UserPool": 0},
+    True: {"aws:secretsmanager/secret:Secret": 2,  # no staff token
+           "aws:cognito/userPool:UserPool": 1, "aws:cognito/userPoolClient:UserPoolClient": 1,
+           "aws:cognito/userGroup:UserGroup": 1},
 }
 BACKEND = {
     "ecs": {"aws:ecs/cluster:Cluster": 1, "aws:ecs/service:Service": 2, "aws:ecs/taskDefinition:TaskDefinition": 2,
@@ -41,29 +66,46 @@ BACKEND = {
 }
 
 
-def test_resource_inventory(deployed: Run) -> None:
-    expected = {**COMMON, **BACKEND[deployed.config["nova-concierge:compute"]]}
-    counts = {typ: len(deployed.of_type(typ)) for typ in expected}
+def test_resource_inventory(layout: Run) -> None:
+    expected = {**COMMON, **BACKEND[layout.config["nova-concierge:compute"]], **EDGE[cdn_on(layout)],
+                **STAFF[cognito_on(layout)]}
+    counts = {typ: len(layout.of_type(typ)) for typ in expected}
     assert counts == expected
 
 
-def test_one_component_per_concern(deployed: Run) -> None:
-    components = sorted(r.typ.split(":")[-1] for r in deployed.resources if r.typ.startswith("concierge:"))
-    backend = "EcsCompute" if deployed.config["nova-concierge:compute"] == "ecs" else "Ec2Compute"
+def test_one_component_per_concern(layout: Run) -> None:
+    components = sorted(r.typ.split(":")[-1] for r in layout.resources if r.typ.startswith("concierge:"))
+    backend = "EcsCompute" if layout.config["nova-concierge:compute"] == "ecs" else "Ec2Compute"
+    optional = [*(["Cdn"] if cdn_on(layout) else []), *(["StaffPool"] if cognito_on(layout) else [])]
     assert components == sorted(["AppSecrets", "Data", "Edge", "Events", "Images", "LogArchive", "Network",
-                                 "Observability", "SecurityGroups", backend])
+                                 "Observability", "SecurityGroups", backend, *optional])
 
 
-def test_stack_outputs(deployed: Run) -> None:
-    out = deployed.outputs
-    domain = deployed.config["nova-concierge:domainName"]
+def test_stack_outputs(layout: Run) -> None:
+    out = layout.outputs
+    domain = layout.config["nova-concierge:domainName"]
     assert out["url"] == f"https://{domain}"
-    assert out["compute"] == deployed.config["nova-concierge:compute"]
+    assert out["compute"] == layout.config["nova-concierge:compute"]
     assert out["eventsHttpEndpoint"] == "https://mockprefix.appsync-api.us-east-1.amazonaws.com/event"
     assert out["eventsRealtimeEndpoint"] == "wss://mockprefix.appsync-realtime-api.us-east-1.amazonaws.com/event/realtime"
     assert out["turnUrls"] == [f"turn:turn.{domain}:3478?transport=udp", f"turn:turn.{domain}:3479?transport=tcp",
                                f"turns:turn.{domain}:443?transport=tcp"]
     assert out["imageRef"].endswith("@sha256:" + "ab" * 32)
+    if cdn_on(layout):
+        dist = layout.one("aws:cloudfront/distribution:Distribution")
+        assert (out["cdn"], out["originUrl"]) == ("true", f"https://origin.{domain}")
+        assert (out["distributionId"], out["distributionDomainName"]) == (dist.id, dist.state["domainName"])
+        assert out["webBucket"] == layout.one("aws:s3/bucket:Bucket", "cdn-web").state["bucket"]
+    else:
+        assert out["cdn"] == "false"
+        assert "distributionId" not in out
+    if cognito_on(layout):
+        assert out["staffAuth"] == "cognito"
+        assert out["staffUserPoolId"] == layout.one("aws:cognito/userPool:UserPool").id
+        assert out["staffUserPoolClientId"] == layout.one("aws:cognito/userPoolClient:UserPoolClient").id
+    else:
+        assert out["staffAuth"] == "token"
+        assert "staffUserPoolId" not in out
 
 
 def test_alarms_and_log_retention(deployed: Run) -> None:

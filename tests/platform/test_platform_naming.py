@@ -70,6 +70,16 @@ def test_the_recording_carries_the_auto_names(deployed: Run) -> None:
     ("aws:cloudwatch/logGroup:LogGroup", "/concierge/dev runtime", "does not match"),
     ("aws:cloudwatch/logGroup:LogGroup", "/" + "l" * 512, "513 characters"),
     ("aws:dynamodb/table:Table", "ab", "2 characters"),
+    ("aws:s3/bucket:Bucket", "Concierge-Web", "does not match"),
+    ("aws:s3/bucket:Bucket", "concierge-prod-web-" + "a" * 45, "64 characters"),
+    ("aws:s3/bucket:Bucket", "xn--concierge", "starts with 'xn--'"),
+    ("aws:cloudfront/originAccessControl:OriginAccessControl", "o" * 65, "65 characters"),
+    ("aws:cloudfront/function:Function", "spa.routes", "does not match"),
+    ("aws:cloudfront/function:Function", "f" * 65, "65 characters"),
+    ("aws:cognito/userPool:UserPool", "staff/pool", "does not match"),
+    ("aws:cognito/userPool:UserPool", "p" * 129, "129 characters"),
+    ("aws:cognito/userPoolClient:UserPoolClient", "web#client", "does not match"),
+    ("aws:cognito/userGroup:UserGroup", "staff members", "does not match"),
 ])
 def test_broken_names_are_caught(typ: str, name: str, why: str) -> None:
     found = aws_rules.name_violations(typ, name)

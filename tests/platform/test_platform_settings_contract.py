@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 import pytest
-from pulumi_harness import TEST_SECRETS, Run, cached_run
+from pulumi_harness import TEST_SECRETS, Run, cached_run, cognito_on
 from starlette.routing import Route
 from test_platform_wiring import runtime_environment
 
@@ -23,9 +23,12 @@ SDK_VARIABLES = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_STS_REGIONAL_ENDPOINTS
                  "AWS_RETRY_MODE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_EC2_METADATA_DISABLED"}
 # What the deployed mode needs set explicitly: every default of these is the standalone (offline) value.
 REQUIRED_DEPLOYED = {"STORE", "SPEECH_ENGINE", "BOOKING_TABLE", "CHAT_HISTORY_TABLE", "SESSION_TABLE",
-                     "APPSYNC_ENDPOINT", "APPSYNC_REALTIME_ENDPOINT", "TURN_URLS", "TURN_SECRET", "STAFF_TOKEN",
+                     "APPSYNC_ENDPOINT", "APPSYNC_REALTIME_ENDPOINT", "TURN_URLS", "TURN_SECRET",
                      "SESSION_SECRET", "TRUST_PROXY_HEADERS", "HOST", "PORT", "BEDROCK_REGION",
                      "NOVA_SONIC_MODEL_ID", "AWS_REGION"}
+# How staff authenticate decides what else must be set: the pool and client with Cognito, the token without.
+REQUIRED_COGNITO = {"STAFF_AUTH", "COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID", "COGNITO_REGION"}
+REQUIRED_TOKEN = {"STAFF_TOKEN"}
 UVICORN_DEFAULT_KEEP_ALIVE = 5  # uvicorn.Config(timeout_keep_alive=5)
 
 
@@ -45,15 +48,16 @@ def unknown_variables(env: dict[str, str], secrets: dict[str, str]) -> list[str]
     return sorted(f"{name} is set by the platform but read by nobody" for name in {*env, *secrets} - known)
 
 
-def missing_variables(env: dict[str, str], secrets: dict[str, str]) -> list[str]:
-    return sorted(f"{name} is required in the deployed mode but not set"
-                  for name in REQUIRED_DEPLOYED - {*env, *secrets})
+def missing_variables(env: dict[str, str], secrets: dict[str, str], *, cognito: bool = False) -> list[str]:
+    required = REQUIRED_DEPLOYED | (REQUIRED_COGNITO if cognito else REQUIRED_TOKEN)
+    return sorted(f"{name} is required in the deployed mode but not set" for name in required - {*env, *secrets})
 
 
 def _settings_values(env: dict[str, str]) -> dict[str, str]:
     values = dict(env)
-    values.update({"TURN_SECRET": TEST_SECRETS["turnSecret"], "STAFF_TOKEN": TEST_SECRETS["staffToken"],
-                   "SESSION_SECRET": TEST_SECRETS["sessionSecret"]})
+    values.update({"TURN_SECRET": TEST_SECRETS["turnSecret"], "SESSION_SECRET": TEST_SECRETS["sessionSecret"]})
+    if values.get("STAFF_AUTH") != "cognito":
+        values["STAFF_TOKEN"] = TEST_SECRETS["staffToken"]
     return values
 
 
@@ -111,12 +115,12 @@ def keep_alive_problems(run: Run, keep_alive: float) -> list[str]:
                                           "the runtime closes connections the ALB reuses (502)"]
 
 
-def test_every_variable_is_read_by_the_runtime(deployed: Run) -> None:
-    assert unknown_variables(*runtime_environment(deployed)) == []
+def test_every_variable_is_read_by_the_runtime(layout: Run) -> None:
+    assert unknown_variables(*runtime_environment(layout)) == []
 
 
-def test_every_required_variable_is_set(deployed: Run) -> None:
-    assert missing_variables(*runtime_environment(deployed)) == []
+def test_every_required_variable_is_set(layout: Run) -> None:
+    assert missing_variables(*runtime_environment(layout), cognito=cognito_on(layout)) == []
 
 
 def test_health_check_path_is_a_runtime_route(deployed: Run) -> None:
@@ -128,8 +132,16 @@ def test_keep_alive_exceeds_the_alb_idle_timeout(deployed: Run, monkeypatch: pyt
     assert keep_alive_problems(deployed, served_keep_alive(env, monkeypatch)) == []
 
 
-def test_misspelt_and_missing_variables_are_caught() -> None:
+def test_cognito_mode_without_the_pool_is_caught() -> None:
     env, secrets = runtime_environment(cached_run("dev", compute="ecs"))
+    env = {k: v for k, v in env.items() if k != "COGNITO_USER_POOL_ID"}
+    assert missing_variables(env, secrets, cognito=True) == [
+        "COGNITO_USER_POOL_ID is required in the deployed mode but not set"]
+    assert "STAFF_TOKEN is required in the deployed mode but not set" in missing_variables(env, secrets)
+
+
+def test_misspelt_and_missing_variables_are_caught() -> None:
+    env, secrets = runtime_environment(cached_run("dev", compute="ecs", cdn="false", staffAuth="token"))
     env = {("BOOKINGS_TABLE" if k == "BOOKING_TABLE" else k): v for k, v in env.items()}
     assert unknown_variables(env, secrets) == ["BOOKINGS_TABLE is set by the platform but read by nobody"]
     assert missing_variables(env, secrets) == ["BOOKING_TABLE is required in the deployed mode but not set"]

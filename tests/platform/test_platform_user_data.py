@@ -86,7 +86,7 @@ def test_secrets_are_fetched_into_root_only_files(host: dict) -> None:
     secrets_env = host["out"] / "concierge" / "secrets.env"
     lines = secrets_env.read_text().splitlines()
     assert sorted(lines) == sorted(f"{env}=value-of-{_secret_suffix(run, env)}"
-                                   for env in ("TURN_SECRET", "STAFF_TOKEN", "SESSION_SECRET"))
+                                   for env in ("TURN_SECRET", "SESSION_SECRET"))  # no STAFF_TOKEN with Cognito
     assert stat.S_IMODE(secrets_env.stat().st_mode) == 0o600
     turn_env = host["out"] / "concierge" / "turn.env"
     assert turn_env.read_text() == f"TURN_SECRET=value-of-{_secret_suffix(run, 'TURN_SECRET')}\n"

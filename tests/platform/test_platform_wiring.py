@@ -7,7 +7,7 @@ import base64
 import json
 
 import platform_invariants as invariants
-from pulumi_harness import HOSTED_ZONE_ID, Recorded, Run
+from pulumi_harness import HOSTED_ZONE_ID, Recorded, Run, cdn_on, cognito_on
 
 LISTENER = "aws:lb/listener:Listener"
 TG = "aws:lb/targetGroup:TargetGroup"
@@ -19,30 +19,40 @@ def _forward_target(listener: Recorded) -> str:
     return action["targetGroupArn"]
 
 
-def test_alb_listeners(deployed: Run) -> None:
-    alb = deployed.one("aws:lb/loadBalancer:LoadBalancer", "edge-alb")
+def test_alb_listeners(layout: Run) -> None:
+    alb = layout.one("aws:lb/loadBalancer:LoadBalancer", "edge-alb")
     assert alb.inputs["loadBalancerType"] == "application"
     assert alb.inputs["idleTimeout"] >= 3600
-    http = deployed.one(LISTENER, "edge-http")
-    https = deployed.one(LISTENER, "edge-https")
-    assert http.inputs["loadBalancerArn"] == https.inputs["loadBalancerArn"] == alb.arn
-    assert http.inputs["defaultActions"] == [{"type": "redirect", "redirect": {
-        "port": "443", "protocol": "HTTPS", "statusCode": "HTTP_301"}}]
-    api_tg = deployed.by_arn(_forward_target(https))
+    https = layout.one(LISTENER, "edge-https")
+    assert https.inputs["loadBalancerArn"] == alb.arn
+    if cdn_on(layout):  # CloudFront's origin: HTTPS only, forwarding only through the origin-header rule
+        assert [lst.name for lst in layout.of_type(LISTENER) if lst.inputs["loadBalancerArn"] == alb.arn] == [
+            "edge-https"]
+        (rule,) = layout.of_type("aws:lb/listenerRule:ListenerRule")
+        api_tg = layout.by_arn(rule.inputs["actions"][0]["targetGroupArn"])
+    else:
+        http = layout.one(LISTENER, "edge-http")
+        assert http.inputs["loadBalancerArn"] == alb.arn
+        assert http.inputs["defaultActions"] == [{"type": "redirect", "redirect": {
+            "port": "443", "protocol": "HTTPS", "statusCode": "HTTP_301"}}]
+        api_tg = layout.by_arn(_forward_target(https))
     assert api_tg.name == "edge-api-tg"
     assert api_tg.inputs["port"] == 8000
     assert api_tg.inputs["healthCheck"]["path"] == "/readyz"
-    expected_type = "ip" if deployed.config["nova-concierge:compute"] == "ecs" else "instance"
-    assert {t.inputs["targetType"] for t in deployed.of_type(TG)} == {expected_type}
+    expected_type = "ip" if layout.config["nova-concierge:compute"] == "ecs" else "instance"
+    assert {t.inputs["targetType"] for t in layout.of_type(TG)} == {expected_type}
 
 
-def test_https_uses_the_dns_validated_certificate(deployed: Run) -> None:
-    https = deployed.one(LISTENER, "edge-https")
-    validation = deployed.one("aws:acm/certificateValidation:CertificateValidation", "edge-api-validated")
-    cert = deployed.by_arn(validation.inputs["certificateArn"])
+def test_https_uses_the_dns_validated_certificate(layout: Run) -> None:
+    https = layout.one(LISTENER, "edge-https")
+    validation = layout.one("aws:acm/certificateValidation:CertificateValidation", "edge-api-validated")
+    cert = layout.by_arn(validation.inputs["certificateArn"])
     assert https.inputs["certificateArn"] == validation.state["certificateArn"] == cert.arn
-    assert cert.inputs == {"domainName": deployed.config["nova-concierge:domainName"], "validationMethod": "DNS"}
-    record = deployed.one("aws:route53/record:Record", "edge-api-validation")
+    domain = layout.config["nova-concierge:domainName"]
+    # Behind CloudFront the ALB has its own name; the site's certificate is CloudFront's (us-east-1).
+    assert cert.inputs == {"domainName": f"origin.{domain}" if cdn_on(layout) else domain,
+                           "validationMethod": "DNS"}
+    record = layout.one("aws:route53/record:Record", "edge-api-validation")
     option = cert.state["domainValidationOptions"][0]
     assert record.inputs["name"] == option["resourceRecordName"]
     assert record.inputs["records"] == [option["resourceRecordValue"]]
@@ -61,11 +71,12 @@ def test_nlb_carries_turn(deployed: Run) -> None:
     assert deployed.one(LISTENER, "edge-turns").inputs["certificateArn"] == turn_validation.state["certificateArn"]
 
 
-def test_dns_aliases(deployed: Run) -> None:
-    domain = deployed.config["nova-concierge:domainName"]
-    for key, lb, fqdn in (("api", "edge-alb", domain), ("turn", "edge-nlb", f"turn.{domain}")):
-        record = deployed.one("aws:route53/record:Record", f"edge-{key}-alias")
-        target = deployed.one("aws:lb/loadBalancer:LoadBalancer", lb)
+def test_dns_aliases(layout: Run) -> None:
+    domain = layout.config["nova-concierge:domainName"]
+    alb_name = f"origin.{domain}" if cdn_on(layout) else domain
+    for key, lb, fqdn in (("api", "edge-alb", alb_name), ("turn", "edge-nlb", f"turn.{domain}")):
+        record = layout.one("aws:route53/record:Record", f"edge-{key}-alias")
+        target = layout.one("aws:lb/loadBalancer:LoadBalancer", lb)
         assert record.inputs["name"] == fqdn
         assert record.inputs["type"] == "A"
         assert record.inputs["aliases"][0]["name"] == target.state["dnsName"]
@@ -117,12 +128,21 @@ def test_instance_refresh_follows_the_launch_template(ec2_run: Run) -> None:
     assert group.inputs["healthCheckType"] == "ELB"
 
 
-def test_waf_protects_the_alb(deployed: Run) -> None:
-    acl = deployed.one("aws:wafv2/webAcl:WebAcl")
-    assoc = deployed.one("aws:wafv2/webAclAssociation:WebAclAssociation")
-    assert assoc.inputs == {"resourceArn": deployed.one("aws:lb/loadBalancer:LoadBalancer", "edge-alb").arn,
-                            "webAclArn": acl.arn}
-    assert acl.inputs["scope"] == "REGIONAL"
+def test_waf_protects_the_site(layout: Run) -> None:
+    """One web ACL with the same rules: on the ALB (REGIONAL), or with the CDN on the distribution (CLOUDFRONT);
+    behind CloudFront a regional rate limit would count CloudFront's addresses, not the viewers'."""
+    acl = layout.one("aws:wafv2/webAcl:WebAcl")
+    if cdn_on(layout):
+        assert acl.inputs["scope"] == "CLOUDFRONT"
+        assert layout.region_of(acl) == "us-east-1"
+        assert layout.provider_of(acl) is not None
+        assert layout.one("aws:cloudfront/distribution:Distribution").inputs["webAclId"] == acl.arn
+        assert layout.of_type("aws:wafv2/webAclAssociation:WebAclAssociation") == []
+    else:
+        assoc = layout.one("aws:wafv2/webAclAssociation:WebAclAssociation")
+        assert assoc.inputs == {"resourceArn": layout.one("aws:lb/loadBalancer:LoadBalancer", "edge-alb").arn,
+                                "webAclArn": acl.arn}
+        assert acl.inputs["scope"] == "REGIONAL"
     statements = {r["name"]: r["statement"] for r in acl.inputs["rules"]}
     for group in ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"):
         managed = statements[group]["managedRuleGroupStatement"]
@@ -167,26 +187,39 @@ def test_publisher_may_publish_only_to_the_namespaces(deployed: Run) -> None:
     assert set(statements["ReadTableStreams"]["Resource"]) == streams
 
 
-def test_appsync_auth_modes(deployed: Run) -> None:
-    api = deployed.one("aws:appsync/api:Api")
-    authorizer = deployed.one("aws:lambda/function:Function", "events-authorizer")
+def test_appsync_auth_modes(layout: Run) -> None:
+    api = layout.one("aws:appsync/api:Api")
+    authorizer = layout.one("aws:lambda/function:Function", "events-authorizer")
     event = api.inputs["eventConfig"]
     lambda_provider = next(p for p in event["authProviders"] if p["authType"] == "AWS_LAMBDA")
     assert lambda_provider["lambdaAuthorizerConfig"]["authorizerUri"] == authorizer.arn
     assert event["defaultPublishAuthModes"] == [{"authType": "AWS_IAM"}]
-    namespaces = {n.inputs["name"]: n.inputs for n in deployed.of_type(
+    namespaces = {n.inputs["name"]: n.inputs for n in layout.of_type(
         "aws:appsync/channelNamespace:ChannelNamespace")}
     assert set(namespaces) == {"conversations", "restaurant-booking"}
     for ns in namespaces.values():
         assert ns["publishAuthModes"] == [{"authType": "AWS_IAM"}]
-        assert ns["subscribeAuthModes"] == [{"authType": "AWS_LAMBDA"}]
-    permission = deployed.one("aws:lambda/permission:Permission")
+    if cognito_on(layout):  # details in test_platform_staff_pool.py
+        assert namespaces["restaurant-booking"]["subscribeAuthModes"] == [{"authType": "AMAZON_COGNITO_USER_POOLS"}]
+        assert namespaces["conversations"]["subscribeAuthModes"] == [
+            {"authType": "AWS_LAMBDA"}, {"authType": "AMAZON_COGNITO_USER_POOLS"}]
+    else:
+        for ns in namespaces.values():
+            assert ns["subscribeAuthModes"] == [{"authType": "AWS_LAMBDA"}]
+            assert "codeHandlers" not in ns
+    permission = layout.one("aws:lambda/permission:Permission")
     assert permission.inputs["principal"] == "appsync.amazonaws.com"
     assert permission.inputs["sourceArn"] == api.state["apiArn"]
     assert authorizer.inputs["handler"] == "runtime.events.authorizer.handler"
-    secrets = {s.arn for s in deployed.of_type("aws:secretsmanager/secret:Secret")}
+    secrets = {s.arn for s in layout.of_type("aws:secretsmanager/secret:Secret")}
     env = authorizer.inputs["environment"]["variables"]
-    assert {env["STAFF_TOKEN_SECRET_ARN"], env["SESSION_SECRET_ARN"]} < secrets
+    if cognito_on(layout):
+        assert env["SESSION_SECRET_ARN"] in secrets
+        assert env["STAFF_AUTH"] == "cognito"
+        assert "STAFF_TOKEN_SECRET_ARN" not in env
+    else:
+        assert {env["STAFF_TOKEN_SECRET_ARN"], env["SESSION_SECRET_ARN"]} < secrets
+        assert "STAFF_AUTH" not in env
 
 
 REQUIRED_ENV = {"BOOKING_TABLE", "CHAT_HISTORY_TABLE", "SESSION_TABLE", "STORE", "SPEECH_ENGINE", "BEDROCK_REGION",
@@ -212,22 +245,24 @@ def runtime_environment(run: Run) -> tuple[dict[str, str], dict[str, str]]:
     return env, secrets
 
 
-def test_runtime_environment_and_secrets(deployed: Run) -> None:
-    env, secrets = runtime_environment(deployed)
+def test_runtime_environment_and_secrets(layout: Run) -> None:
+    env, secrets = runtime_environment(layout)
     assert set(env) >= REQUIRED_ENV
     assert env["STORE"] == "dynamodb"
     assert env["SPEECH_ENGINE"] == "nova-sonic"
     assert env["TRUST_PROXY_HEADERS"] == "true"
-    assert env["APPSYNC_ENDPOINT"] == deployed.outputs["eventsHttpEndpoint"]
-    assert env["TURN_URLS"].split(",") == deployed.outputs["turnUrls"]
-    assert env["NOVA_SONIC_MODEL_ID"] == deployed.config["nova-concierge:novaSonicModelId"]
-    tables = {t.name.removeprefix("data-"): t.inputs["name"] for t in deployed.of_type("aws:dynamodb/table:Table")}
+    assert env["APPSYNC_ENDPOINT"] == layout.outputs["eventsHttpEndpoint"]
+    assert env["TURN_URLS"].split(",") == layout.outputs["turnUrls"]
+    assert env["NOVA_SONIC_MODEL_ID"] == layout.config["nova-concierge:novaSonicModelId"]
+    tables = {t.name.removeprefix("data-"): t.inputs["name"] for t in layout.of_type("aws:dynamodb/table:Table")}
     assert (env["BOOKING_TABLE"], env["CHAT_HISTORY_TABLE"], env["SESSION_TABLE"]) == (
         tables["bookings"], tables["conversations"], tables["sessions"])
     secret_arns = {s.inputs["namePrefix"].split("/")[1].rstrip("-"): s.arn
-                   for s in deployed.of_type("aws:secretsmanager/secret:Secret")}
-    assert secrets == {"TURN_SECRET": secret_arns["turn-secret"], "STAFF_TOKEN": secret_arns["staff-token"],
-                       "SESSION_SECRET": secret_arns["session-secret"]}
+                   for s in layout.of_type("aws:secretsmanager/secret:Secret")}
+    expected = {"TURN_SECRET": secret_arns["turn-secret"], "SESSION_SECRET": secret_arns["session-secret"]}
+    if not cognito_on(layout):
+        expected["STAFF_TOKEN"] = secret_arns["staff-token"]
+    assert secrets == expected
     assert not set(secrets) & set(env), "secret values must not travel as plain environment"
 
 

@@ -83,17 +83,28 @@ def test_the_rehearsal_reads_the_deployment_from_the_program() -> None:
     deployment = rehearsal.read_deployment("prod", "ecs")
     env = deployment.runtime_env
     assert (env["STORE"], env["SPEECH_ENGINE"]) == ("dynamodb", "nova-sonic")
-    assert set(deployment.runtime_secrets) == {"STAFF_TOKEN", "SESSION_SECRET", "TURN_SECRET"}
+    # Staff sign in with Cognito on the default stacks: no shared staff token exists to inject.
+    assert set(deployment.runtime_secrets) == {"SESSION_SECRET", "TURN_SECRET"}
+    assert env["STAFF_AUTH"] == "cognito"
     assert sorted(t["TableName"] for t in deployment.tables) == sorted(
         env[k] for k in ("BOOKING_TABLE", "CHAT_HISTORY_TABLE", "SESSION_TABLE"))
     assert all(t["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES" for t in deployment.tables)
     assert set(deployment.turn_confs) == {"udp", "tcp"}
     assert all("use-auth-secret" in conf for conf in deployment.turn_confs.values())
-    assert (deployment.publish_auth, deployment.subscribe_auth) == (["AWS_IAM"], ["AWS_LAMBDA"])
+    assert deployment.publish_auth == ["AWS_IAM"]
+    assert deployment.subscribe_modes == {"conversations": ["AMAZON_COGNITO_USER_POOLS", "AWS_LAMBDA"],
+                                          "restaurant-booking": ["AMAZON_COGNITO_USER_POOLS"]}
+    assert deployment.cognito_config is not None
+    assert deployment.cognito_config["userPoolId"] == env["COGNITO_USER_POOL_ID"]
+    assert deployment.on_subscribe_code is not None
+    assert 'const STAFF_GROUP = "staff"' in deployment.on_subscribe_code
+    assert deployment.staff_mfa == "ON"  # prod requires MFA: the rehearsal's staff member sets up TOTP
+    assert deployment.authorizer_env["STAFF_AUTH"] == "cognito"
     # Nothing the rehearsal overrides is a secret, and every override names a variable the task really has
     # (or one it must have to point at a stand-in).
     assert not set(rehearsal.OVERRIDES) & set(deployment.runtime_secrets)
-    assert {"APPSYNC_ENDPOINT", "APPSYNC_REALTIME_ENDPOINT", "TURN_URLS"} <= set(env) & set(rehearsal.OVERRIDES)
+    assert {"APPSYNC_ENDPOINT", "APPSYNC_REALTIME_ENDPOINT", "TURN_URLS", "COGNITO_USER_POOL_ID",
+            "COGNITO_CLIENT_ID", "COGNITO_REGION"} <= set(env) & set(rehearsal.OVERRIDES)
 
 
 def test_the_image_environment_and_command_come_from_the_dockerfile(tmp_path: Path) -> None:

@@ -93,3 +93,33 @@ async def test_response_latency_counts_from_when_the_guest_stopped_talking(harne
     # than the wall time since the guest's last word.
     assert latency_ms >= 0.9 * 1750
     assert latency_ms <= (seen - stopped_talking) * 1000 + 50
+
+
+async def test_turns_the_store_refuses_for_a_while_are_stored_later_in_order(harness, store, monkeypatch) -> None:
+    """A store outage longer than one turn's retries: that turn waits and is written before the next one."""
+    script = Script([
+        Turn("hello there", Say("Hello! How can I help?", audio_ms=200)),
+        Turn("a table for two please", Say("For which day?", audio_ms=200)),
+    ])
+    real_append = store.conversations.append
+    refusals = {"left": 4}  # one full round of retries for the first turn
+
+    async def flaky_append(*args, **kwargs):
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise ConnectionError("the store is unreachable")
+        return await real_append(*args, **kwargs)
+
+    monkeypatch.setattr(store.conversations, "append", flaky_append)
+    async with harness(script) as h:
+        session, out = await h.session()
+        await speak(session)
+        await out.wait_for(lambda: len(out.finals("ASSISTANT")) == 1)
+        await speak(session)
+        await out.wait_for(lambda: len(out.finals("ASSISTANT")) == 2)
+        await session.end("caller hung up")
+    turns = await store.conversations.list(session.session_id)
+    assert [(t.role, t.text) for t in turns] == [
+        ("USER", "hello there"), ("ASSISTANT", "Hello! How can I help?"),
+        ("USER", "a table for two please"), ("ASSISTANT", "For which day?")]
+    assert refusals["left"] == 0

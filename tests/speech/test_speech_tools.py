@@ -108,6 +108,8 @@ async def test_the_same_request_under_a_new_tool_use_id_does_not_book_twice(book
     first = await runner.run("create_restaurant_booking", "before-recovery", json.dumps(GOOD))
     again = await runner.run("create_restaurant_booking", "after-recovery", json.dumps(GOOD))
     assert again.result["booking"]["booking_id"] == first.result["booking"]["booking_id"]
-    other = await runner.run("create_restaurant_booking", "another", json.dumps({**GOOD, "num_guests": 2}))
+    # A different request (another time: one session holds one table per slot, tests/abuse) is a new booking.
+    other = await runner.run("create_restaurant_booking", "another",
+                             json.dumps({**GOOD, "hour": "20:00", "num_guests": 2}))
     assert other.result["booking"]["booking_id"] != first.result["booking"]["booking_id"]
     assert len(await store.bookings.list_by_date(TOMORROW)) == 2

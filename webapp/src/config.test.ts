@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { parseConfig } from "./config";
+import { parseConfig, parseStaffAuth, validTimeZone } from "./config";
 
 const PAGE = "http://127.0.0.1:8000/";
 
@@ -72,5 +72,29 @@ describe("parseConfig", () => {
     expect(parseConfig({}, `${PAGE}?relay=only&precheck=off`).precheck).toBe(false);
     expect(parseConfig({}, `${PAGE}?transport=websocket`).transports).toEqual(["websocket"]);
     expect(parseConfig({ transports: ["carrier-pigeon"] }, PAGE).transports).toEqual(["webrtc", "websocket"]);
+  });
+
+  it("keeps the restaurant's time zone (the staff page's 'today' is the restaurant's day)", () => {
+    expect(parseConfig({ restaurant: { name: "X", timeZone: "Pacific/Auckland" } }, PAGE).timeZone).toBe("Pacific/Auckland");
+    expect(parseConfig({}, PAGE).timeZone).toBe("UTC");
+    expect(validTimeZone("Not/AZone")).toBe("UTC");
+  });
+
+  it("reads staffAuth: the token box by default, the Cognito pool when the runtime says so", () => {
+    expect(parseConfig({}, PAGE).staffAuth).toEqual({ mode: "token" });
+    expect(parseStaffAuth({ mode: "token" })).toEqual({ mode: "token" });
+    expect(
+      parseStaffAuth({ mode: "cognito", region: "eu-west-1", userPoolId: "eu-west-1_Abc", clientId: "c1", endpoint: null, group: "staff" }),
+    ).toEqual({
+      mode: "cognito",
+      region: "eu-west-1",
+      userPoolId: "eu-west-1_Abc",
+      clientId: "c1",
+      endpoint: "https://cognito-idp.eu-west-1.amazonaws.com/",
+      group: "staff",
+    });
+    expect(
+      parseStaffAuth({ mode: "cognito", userPoolId: "us-east-1_X", clientId: "c", endpoint: "http://127.0.0.1:5000" }),
+    ).toMatchObject({ region: "us-east-1", endpoint: "http://127.0.0.1:5000", group: "staff" });
   });
 });

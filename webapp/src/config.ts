@@ -20,7 +20,23 @@ export interface AppConfig {
   iceConnectTimeoutMs: number;
   /** run the connectivity check on page load and let it choose the transport (`?precheck=off`: not) */
   precheck: boolean;
+  /** the restaurant's IANA time zone: "today" on the staff page is the restaurant's day, not the browser's */
+  timeZone: string;
+  /** how staff sign in: the shared staff token (standalone) or the Cognito user pool (AWS) */
+  staffAuth: StaffAuthConfig;
 }
+
+export type StaffAuthConfig =
+  | { mode: "token" }
+  | {
+      mode: "cognito";
+      region: string;
+      userPoolId: string;
+      clientId: string;
+      /** the Cognito API endpoint: https://cognito-idp.<region>.amazonaws.com/ unless a local stand-in is named */
+      endpoint: string;
+      group: string;
+    };
 
 type Json = Record<string, unknown>;
 
@@ -71,6 +87,38 @@ function parseIceServers(value: unknown): RTCIceServer[] {
       ...(typeof s.username === "string" ? { username: s.username } : {}),
       ...(typeof s.credential === "string" ? { credential: s.credential } : {}),
     }));
+}
+
+/** A time zone this browser knows (Intl throws RangeError for others), else UTC like the runtime's default. */
+export function validTimeZone(value: unknown): string {
+  const zone = asString(value);
+  if (!zone) return "UTC";
+  try {
+    new Intl.DateTimeFormat("en-CA", { timeZone: zone });
+    return zone;
+  } catch {
+    return "UTC";
+  }
+}
+
+/**
+ * `staffAuth` from /api/config. An incomplete Cognito block is not guessed around: it falls back to
+ * nothing usable rather than to the token box, because a runtime in Cognito mode refuses the shared token.
+ */
+export function parseStaffAuth(value: unknown): StaffAuthConfig {
+  const auth = asObject(value);
+  if (auth.mode !== "cognito") return { mode: "token" };
+  const userPoolId = asString(auth.userPoolId) ?? "";
+  const region = asString(auth.region) ?? userPoolId.split("_")[0] ?? "";
+  const endpoint = asString(auth.endpoint) ?? `https://cognito-idp.${region}.amazonaws.com/`;
+  return {
+    mode: "cognito",
+    region,
+    userPoolId,
+    clientId: asString(auth.clientId) ?? "",
+    endpoint,
+    group: asString(auth.group) ?? "staff",
+  };
 }
 
 /**
@@ -127,6 +175,8 @@ export function parseConfig(raw: unknown, pageUrl: string): AppConfig {
     restaurantName: asString(restaurant.name) ?? asString(body.restaurantName) ?? "Nova Bistro",
     iceConnectTimeoutMs,
     precheck: params.get("precheck") !== "off",
+    timeZone: validTimeZone(restaurant.timeZone ?? body.timeZone),
+    staffAuth: parseStaffAuth(body.staffAuth),
   };
 }
 

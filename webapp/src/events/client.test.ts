@@ -164,6 +164,65 @@ describe("EventsClient", () => {
     expect(got).toEqual([]);
   });
 
+  it("renews subscriptions with the refreshed token: the new one first, the old one dropped once it is ready", () => {
+    const client = makeClient();
+    const got: string[] = [];
+    const handle = client.subscribe("/restaurant-booking/*", (p) => got.push(String(p.eventId)));
+    const socket = connectAndAck(client);
+    const [first] = socket.ofType("subscribe");
+    socket.receive({ type: "subscribe_success", id: first.id });
+
+    token = "refreshed-token";
+    client.renewSubscriptions();
+    const [, second] = socket.ofType("subscribe");
+    expect(second).toMatchObject({ channel: "/restaurant-booking/*", authorization: { Authorization: "refreshed-token" } });
+    expect(second.id).not.toBe(first.id);
+    expect(socket.ofType("unsubscribe")).toEqual([]); // the old one keeps delivering meanwhile
+    socket.receive({ type: "data", id: first.id, event: JSON.stringify({ eventId: "e1" }) });
+
+    socket.receive({ type: "subscribe_success", id: second.id });
+    expect(socket.ofType("unsubscribe")).toEqual([{ type: "unsubscribe", id: first.id }]);
+    socket.receive({ type: "data", id: second.id, event: JSON.stringify({ eventId: "e1" }) }); // both had it
+    socket.receive({ type: "data", id: second.id, event: JSON.stringify({ eventId: "e2" }) });
+    socket.receive({ type: "data", id: first.id, event: JSON.stringify({ eventId: "e3" }) }); // retired
+    expect(got).toEqual(["e1", "e2"]);
+    expect(handle.id).toBe(second.id);
+
+    handle.unsubscribe();
+    expect(socket.ofType("unsubscribe").at(-1)).toEqual({ type: "unsubscribe", id: second.id });
+  });
+
+  it("the old subscription ending at its token's expiry during a renewal is not an error", () => {
+    const client = makeClient();
+    const errors: unknown[] = [];
+    client.subscribe("/conversations/*", () => undefined, { onError: (e) => errors.push(e) });
+    const socket = connectAndAck(client);
+    const [first] = socket.ofType("subscribe");
+    token = "refreshed-token";
+    client.renewSubscriptions();
+    const [, second] = socket.ofType("subscribe");
+    socket.receive({ type: "subscribe_error", id: first.id, errors: [{ errorType: "UnauthorizedException", message: "token expired" }] });
+    expect(errors).toEqual([]);
+    socket.receive({ type: "subscribe_success", id: second.id });
+    expect(socket.ofType("unsubscribe")).toEqual([]); // nothing left to drop
+    socket.receive({ type: "subscribe_error", id: second.id, errors: [{ errorType: "UnauthorizedException", message: "no" }] });
+    expect(errors).toHaveLength(1);
+  });
+
+  it("renewing while disconnected does nothing; the reconnect subscribes with the current token", () => {
+    const client = makeClient();
+    client.subscribe("/conversations/*", () => undefined);
+    const socket = connectAndAck(client);
+    socket.drop();
+    token = "refreshed-token";
+    client.renewSubscriptions();
+    vi.advanceTimersByTime(1000);
+    sockets[1].open();
+    sockets[1].receive({ type: "connection_ack", connectionTimeoutMs: 10000 });
+    expect(sockets[1].ofType("subscribe")).toHaveLength(1);
+    expect(sockets[1].ofType("subscribe")[0]).toMatchObject({ authorization: { Authorization: "refreshed-token" } });
+  });
+
   it("reports subscribe_error and forgets the subscription", () => {
     const client = makeClient();
     const errors: unknown[] = [];

@@ -1,4 +1,4 @@
-// A small AppSync Events WebSocket client (protocol: shared/reference/appsync-events.md §1).
+// A small AppSync Events WebSocket client (protocol: https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-websocket-protocol.html ; docs/events-gateway.md).
 //
 // Why hand-written instead of Amplify's `events.connect()`: Amplify derives the realtime URL from the
 // HTTP endpoint and forces the scheme to wss://, so it cannot reach the runtime's embedded gateway at
@@ -61,7 +61,10 @@ export interface Subscription {
 }
 
 interface SubscriptionEntry {
+  /** the id of its current subscribe; a renewal gives it a new one */
   id: string;
+  /** while a renewal is in flight: the id of the subscription it replaces */
+  previousId?: string;
   channel: string;
   onEvent: (payload: Record<string, unknown>) => void;
   onError?: (errors: EventsError[]) => void;
@@ -103,7 +106,7 @@ function errorsOf(message: Record<string, unknown>): EventsError[] {
   });
 }
 
-function isUnauthorized(errors: EventsError[]): boolean {
+export function isUnauthorized(errors: EventsError[]): boolean {
   return errors.some((e) => UNAUTHORIZED.has(e.errorType) || /token expired/i.test(e.message));
 }
 
@@ -111,6 +114,8 @@ export class EventsClient {
   private readonly opts: Required<Omit<EventsClientOptions, "onState">> & Pick<EventsClientOptions, "onState">;
   private socket: WebSocketLike | null = null;
   private readonly subs = new Map<string, SubscriptionEntry>();
+  /** subscriptions being replaced by a renewal, by their old id: still delivering until the new one is ready */
+  private readonly retiring = new Map<string, SubscriptionEntry>();
   private readonly seen = new Set<string>();
   private kaTimer: ReturnType<typeof setTimeout> | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -148,6 +153,7 @@ export class EventsClient {
     this.stopped = true;
     this.clearTimers();
     this.subs.clear();
+    this.retiring.clear();
     const socket = this.socket;
     this.socket = null;
     if (socket) {
@@ -167,19 +173,53 @@ export class EventsClient {
     this.subs.set(entry.id, entry);
     if (this.acked) this.sendSubscribe(entry);
     return {
-      id: entry.id,
+      get id() {
+        return entry.id; // changes when renewSubscriptions() replaces the subscription
+      },
       channel: normalized,
-      unsubscribe: () => this.unsubscribe(entry.id),
+      unsubscribe: () => this.unsubscribe(entry),
     };
   }
 
-  private unsubscribe(id: string): void {
-    if (!this.subs.delete(id)) return;
-    if (this.acked) this.send({ type: "unsubscribe", id });
+  private unsubscribe(entry: SubscriptionEntry): void {
+    if (entry.previousId !== undefined) this.retire(entry);
+    if (!this.subs.delete(entry.id)) return;
+    if (this.acked) this.send({ type: "unsubscribe", id: entry.id });
+  }
+
+  /**
+   * Subscribe every channel again with the current `authorization()` (call it after the credential was
+   * refreshed): a subscription is authorized with the token it was made with, and a gateway may end it
+   * when that token expires. The new subscription is made before the old one is dropped, so no event
+   * falls into a gap (an event both deliver is dropped by its eventId). Not connected: nothing to do,
+   * the next connection subscribes with the current credential anyway.
+   */
+  renewSubscriptions(): void {
+    if (!this.acked) return;
+    for (const entry of [...this.subs.values()]) {
+      if (entry.previousId !== undefined) this.retire(entry); // a renewal still in flight: replace it
+      this.subs.delete(entry.id);
+      this.retiring.set(entry.id, entry);
+      entry.previousId = entry.id;
+      entry.id = newId();
+      this.subs.set(entry.id, entry);
+      this.sendSubscribe(entry);
+    }
+  }
+
+  /** Drop the subscription a renewal replaced. */
+  private retire(entry: SubscriptionEntry): void {
+    const old = entry.previousId;
+    entry.previousId = undefined;
+    if (old === undefined || !this.retiring.delete(old)) return;
+    if (this.acked) this.send({ type: "unsubscribe", id: old });
   }
 
   private open(): void {
     this.acked = false;
+    // A new connection subscribes every entry afresh under its current id: renewals in flight are moot.
+    this.retiring.clear();
+    for (const entry of this.subs.values()) entry.previousId = undefined;
     this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
     let socket: WebSocketLike;
     try {
@@ -246,19 +286,33 @@ export class EventsClient {
       }
       case "ka":
         break;
-      case "subscribe_success":
-        if (id) this.subs.get(id)?.onReady?.();
+      case "subscribe_success": {
+        const entry = id ? this.subs.get(id) : undefined;
+        if (entry) {
+          this.retire(entry);
+          entry.onReady?.();
+        }
         break;
+      }
       case "subscribe_error": {
+        if (id && this.retiring.has(id)) {
+          // The replaced subscription ended (its token expired) before the renewal was confirmed: the
+          // renewal carries on; an error of the renewal itself is reported below.
+          const entry = this.retiring.get(id);
+          this.retiring.delete(id);
+          if (entry && entry.previousId === id) entry.previousId = undefined;
+          break;
+        }
         const entry = id ? this.subs.get(id) : undefined;
         if (entry) {
           this.subs.delete(entry.id);
+          if (entry.previousId !== undefined) this.retire(entry);
           entry.onError?.(errorsOf(message));
         }
         break;
       }
       case "data": {
-        const entry = id ? this.subs.get(id) : undefined;
+        const entry = id ? (this.subs.get(id) ?? this.retiring.get(id)) : undefined;
         if (!entry || typeof message.event !== "string") break;
         let payload: unknown;
         try {
@@ -276,7 +330,7 @@ export class EventsClient {
         break;
       }
       case "broadcast_error": {
-        const entry = id ? this.subs.get(id) : undefined;
+        const entry = id ? (this.subs.get(id) ?? this.retiring.get(id)) : undefined;
         entry?.onError?.(errorsOf(message));
         break;
       }

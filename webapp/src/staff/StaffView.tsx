@@ -1,22 +1,44 @@
-// The staff page: sign in with the staff token (kept in sessionStorage, so it is gone when the tab
-// closes), the chosen day's bookings and the conversations, both kept live by the events channels.
+// The staff page: sign in, the chosen day's bookings and the conversations, both kept live by the events
+// channels. Two ways to sign in, chosen by /api/config's `staffAuth.mode`:
+// - `token` (standalone): paste the shared staff token (kept in sessionStorage, gone when the tab closes);
+// - `cognito` (AWS): username and password against the staff user pool with SRP, plus the first-sign-in
+//   new password and TOTP MFA challenges (CognitoSignIn.tsx, session.ts).
+// Either way the bookings page gets a StaffAccess: how to call the API, what the events connection
+// sends, who is signed in, how to sign out.
 
-import { type FormEvent, Fragment, useCallback, useEffect, useReducer, useRef, useState } from "react";
+import { type FormEvent, Fragment, Suspense, lazy, useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 
 import { ApiFailure, cancelBooking, fetchBookings, fetchConversation } from "../api";
 import type { AppConfig } from "../config";
 import type { EventsState } from "../events/client";
 import { useEvents } from "../events/useEvents";
 import type { Booking } from "../protocol";
-import { type CancelState, bookingSummary, cancelProblem, conversationList, initialStaff, staffReducer } from "./state";
+import { type CancelState, bookingSummary, cancelProblem, conversationList, initialStaff, staffReducer, todayIn } from "./state";
+
+// The Cognito sign-in (and its SRP library, ~100 kB) is loaded only by staff pages in Cognito mode, so
+// guests' voice page does not download it.
+const CognitoStaff = lazy(() => import("./CognitoSignIn").then((m) => ({ default: m.CognitoStaff })));
 
 const TOKEN_KEY = "concierge.staffToken";
 const CHANNELS = ["/restaurant-booking/*", "/conversations/*"];
 
-function today(): string {
-  const now = new Date();
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+/** What the bookings page needs from a sign-in, whichever kind it was. */
+export interface StaffAccess {
+  /** run a staff API call with the current credential (Cognito: refreshed, retried once on 401) */
+  call<T>(fn: (token: string) => Promise<T>): Promise<T>;
+  /** the events connection's key: a new value opens a new connection */
+  connectionKey: string;
+  /** the credential the events connection sends, read on every (re)connect and subscribe */
+  eventsAuthorization: () => string;
+  /** the events connection was refused: renew the credential; true means "reconnect" */
+  renew?: () => Promise<boolean>;
+  /** changes whenever the credential was renewed: the events subscriptions are then renewed too */
+  credentialVersion?: number;
+  /** who is signed in (Cognito username), or null for the shared token */
+  who: string | null;
+  /** the API refused the credential for good */
+  onRefused: () => void;
+  onSignOut: () => void;
 }
 
 function plural(count: number, noun: string): string {
@@ -47,6 +69,24 @@ const LIVE_TEXT: Record<EventsState, string> = {
 };
 
 export function StaffView({ config }: { config: AppConfig }) {
+  if (config.staffAuth.mode === "cognito") {
+    return (
+      <Suspense
+        fallback={
+          <p className="muted" role="status">
+            Loading…
+          </p>
+        }
+      >
+        <CognitoStaff config={config} auth={config.staffAuth} />
+      </Suspense>
+    );
+  }
+  return <TokenStaff config={config} />;
+}
+
+/** Standalone: the shared staff token, as before Cognito. */
+function TokenStaff({ config }: { config: AppConfig }) {
   const [token, setToken] = useState<string | null>(readToken);
   const signOut = useCallback(() => {
     try {
@@ -56,9 +96,24 @@ export function StaffView({ config }: { config: AppConfig }) {
     }
     setToken(null);
   }, []);
-  if (!token) {
+  const access = useMemo<StaffAccess | null>(
+    () =>
+      token
+        ? {
+            call: (fn) => fn(token),
+            connectionKey: token,
+            eventsAuthorization: () => token,
+            who: null,
+            onRefused: signOut,
+            onSignOut: signOut,
+          }
+        : null,
+    [token, signOut],
+  );
+  if (!access) {
     return (
       <SignIn
+        timeZone={config.timeZone}
         onSignedIn={(value) => {
           try {
             sessionStorage.setItem(TOKEN_KEY, value);
@@ -70,16 +125,10 @@ export function StaffView({ config }: { config: AppConfig }) {
       />
     );
   }
-  return (
-    <Bookings
-      config={config}
-      token={token}
-      onSignOut={signOut}
-    />
-  );
+  return <Bookings config={config} access={access} />;
 }
 
-function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
+function SignIn({ timeZone, onSignedIn }: { timeZone: string; onSignedIn: (token: string) => void }) {
   const [value, setValue] = useState("");
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -94,7 +143,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
     setBusy(true);
     setProblem(null);
     try {
-      await fetchBookings(today(), candidate); // proves the token before it is kept
+      await fetchBookings(todayIn(timeZone), candidate); // proves the token before it is kept
       onSignedIn(candidate);
     } catch (error) {
       if (error instanceof ApiFailure && (error.status === 401 || error.status === 403)) {
@@ -139,23 +188,28 @@ function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
   );
 }
 
-function Bookings({ config, token, onSignOut }: { config: AppConfig; token: string; onSignOut: () => void }) {
-  const [state, dispatch] = useReducer(staffReducer, today(), initialStaff);
+export function Bookings({ config, access }: { config: AppConfig; access: StaffAccess }) {
+  const [state, dispatch] = useReducer(staffReducer, todayIn(config.timeZone), initialStaff);
   const [problem, setProblem] = useState<string | null>(null);
   const [loading, setLoading] = useState(false);
-  const live = useEvents(config, token, CHANNELS, (payload) => dispatch({ type: "event", payload, now: Date.now() }));
+  const { call, onRefused, onSignOut } = access;
+  const live = useEvents(config, access.connectionKey, CHANNELS, (payload) => dispatch({ type: "event", payload, now: Date.now() }), {
+    authorization: access.eventsAuthorization,
+    renew: access.renew,
+    credentialVersion: access.credentialVersion,
+  });
 
   useEffect(() => {
     let cancelled = false;
     setLoading(true);
     setProblem(null);
-    fetchBookings(state.date, token)
+    call((token) => fetchBookings(state.date, token))
       .then((bookings) => {
         if (!cancelled) dispatch({ type: "bookingsLoaded", date: state.date, bookings });
       })
       .catch((error: unknown) => {
         if (cancelled) return;
-        if (error instanceof ApiFailure && error.status === 401) onSignOut();
+        if (error instanceof ApiFailure && error.status === 401) onRefused();
         else setProblem(error instanceof Error ? error.message : String(error));
       })
       .finally(() => {
@@ -164,19 +218,19 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
     return () => {
       cancelled = true;
     };
-  }, [state.date, token, onSignOut]);
+  }, [state.date, call, onRefused]);
 
   const showConversation = useCallback(
     async (sessionId: string) => {
       try {
-        const turns = await fetchConversation(sessionId, token);
+        const turns = await call((token) => fetchConversation(sessionId, token));
         dispatch({ type: "conversationLoaded", sessionId, turns, now: Date.now() });
         document.getElementById(`conversation-${sessionId}`)?.focus();
       } catch (error) {
         setProblem(error instanceof Error ? error.message : String(error));
       }
     },
-    [token],
+    [call],
   );
 
   // --- cancelling a booking: inline confirmation, DELETE, row updated from the response ---
@@ -204,7 +258,7 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
     const id = booking.booking_id;
     dispatch({ type: "cancelSending", bookingId: id });
     try {
-      const updated = await cancelBooking(id, token, reason);
+      const updated = await call((token) => cancelBooking(id, token, reason));
       dispatch({ type: "cancelDone", booking: updated });
       setAnnouncement(`Booking ${id} for ${booking.name} is cancelled.`);
       setFocusRow(id); // its Cancel button is gone: keep the keyboard on the row
@@ -224,6 +278,11 @@ function Bookings({ config, token, onSignOut }: { config: AppConfig; token: stri
           <span className="dot" aria-hidden="true" />
           {LIVE_TEXT[live.state]}
         </p>
+        {access.who ? (
+          <p className="who muted" data-testid="signed-in-as">
+            Signed in as <strong>{access.who}</strong>
+          </p>
+        ) : null}
         <button type="button" className="button quiet" onClick={onSignOut}>
           Sign out
         </button>

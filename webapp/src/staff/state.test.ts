@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import { ApiFailure } from "../api";
 import type { Booking, Turn } from "../protocol";
-import { type StaffState, bookingSummary, cancelProblem, conversationList, initialStaff, staffReducer } from "./state";
+import { type StaffState, bookingSummary, cancelProblem, conversationList, initialStaff, staffReducer, todayIn } from "./state";
 
 const booking = (id: string, hour: string, date = "2030-05-01"): Booking => ({
   booking_id: id,
@@ -193,5 +193,16 @@ describe("cancelling from the staff page", () => {
     let state = staffReducer(loaded(), { type: "cancelOpen", bookingId: "a" });
     state = staffReducer(state, { type: "date", date: "2030-05-02" });
     expect(state.cancel).toBeNull();
+  });
+});
+
+describe("today", () => {
+  it("is the restaurant's calendar day, not the browser's", () => {
+    // 23:30 UTC on 1 May is already 2 May in Auckland and still 1 May in Los Angeles.
+    const instant = new Date(Date.UTC(2030, 4, 1, 23, 30));
+    expect(todayIn("UTC", instant)).toBe("2030-05-01");
+    expect(todayIn("Pacific/Auckland", instant)).toBe("2030-05-02");
+    expect(todayIn("America/Los_Angeles", instant)).toBe("2030-05-01");
+    expect(todayIn("America/Los_Angeles", new Date(Date.UTC(2030, 0, 1, 5)))).toBe("2029-12-31");
   });
 });

@@ -198,3 +198,13 @@ export function cancelProblem(error: unknown): CancelProblem {
 export function conversationList(state: StaffState): ConversationView[] {
   return Object.values(state.conversations).sort((a, b) => b.touched - a.touched);
 }
+
+/**
+ * The calendar day it is now in `timeZone` (the restaurant's), as YYYY-MM-DD: a desk in another zone
+ * than the restaurant, or a browser set to UTC, would otherwise open on the wrong day around midnight.
+ */
+export function todayIn(timeZone: string, now: Date = new Date()): string {
+  const parts = new Intl.DateTimeFormat("en-US", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).formatToParts(now);
+  const part = (type: string) => parts.find((p) => p.type === type)?.value ?? "";
+  return `${part("year")}-${part("month")}-${part("day")}`;
+}

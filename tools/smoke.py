@@ -3,7 +3,8 @@
 Checks, in order, and stops at the first failure with a non-zero exit:
 health; ``/api/config``; a WebRTC call (aiortc caller, ICE servers and policy from the config) that
 speaks a short WAV and hears non-silent assistant audio; a booking round trip over REST; and the
-``booking.created`` event arriving on the events WebSocket, subscribed with ``STAFF_TOKEN``.
+``booking.created`` event arriving on the events WebSocket, subscribed with ``STAFF_TOKEN`` (the shared
+staff token, or a staff member's Cognito access token when staff sign in with Cognito).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from typing import Any
 import httpx
 import numpy as np
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from runtime.events.gateway import encode_header_map
 from runtime.media.audio import resample_pcm
-from runtime.media.probe import CallProbe
+from tools.probe import CallProbe
 
 PHRASE = "Hello, I would like to book a table for two people tomorrow at seven pm."
 
@@ -57,7 +59,7 @@ def speech_wav(explicit: str | None) -> tuple[bytes, int]:
     if shutil.which("espeak-ng"):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "phrase.wav"
-            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out), PHRASE],  # noqa: S603,S607
+            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out), PHRASE],
                            check=True, capture_output=True, timeout=30)
             return load_wav(out)
     t = np.arange(16_000) / 16_000
@@ -104,7 +106,7 @@ async def call(http: httpx.AsyncClient, config: dict[str, Any], pcm: bytes, rate
         await probe.wait_for_sound(25, within=listen_seconds)
         loud = probe.received.loud_frames
         print(f"    session {body['sessionId']}: {probe.received.frames} frames received, {loud} with sound, "
-              f"messages: {sorted({m.get('type') for m in probe.messages})}")
+              f"messages: {sorted({str(m.get('type')) for m in probe.messages})}")
         if loud < 25:
             raise SmokeFailure(f"heard no assistant audio within {listen_seconds:.0f} s")
         probe.send({"type": "hangup"})
@@ -117,9 +119,12 @@ async def booking_and_event(http: httpx.AsyncClient, config: dict[str, Any], sta
     events = config["events"]
     subscription = None
     if staff_token:
-        auth = {"Authorization": f"Bearer {staff_token}", "host": httpx.URL(events["http"]).host}
-        subscription = await connect(events["realtime"], subprotocols=["aws-appsync-event-ws",  # type: ignore[list-item]
-                                                                       encode_header_map(auth)], open_timeout=15)
+        # A Cognito access token (a JWT) goes bare, as AppSync's user-pool mode takes it; the shared staff token
+        # as "Bearer ...", which the embedded gateway and the Lambda authorizer accept.
+        value = staff_token if staff_token.count(".") == 2 else f"Bearer {staff_token}"
+        auth = {"Authorization": value, "host": httpx.URL(events["http"]).host}
+        subscription = await connect(events["realtime"], open_timeout=15, subprotocols=[
+            Subprotocol("aws-appsync-event-ws"), Subprotocol(encode_header_map(auth))])
         await subscription.send(json.dumps({"type": "connection_init"}))
         sub_id = uuid.uuid4().hex
         await subscription.send(json.dumps({"type": "subscribe", "id": sub_id, "channel": "/restaurant-booking/*",

@@ -84,7 +84,8 @@ class EchoSessionFactory:
     def active_count(self) -> int:
         return len(self.active)
 
-    async def create(self, output: SessionOutput, *, transport: str, voice: str | None = None) -> EchoSession:
+    async def create(self, output: SessionOutput, *, transport: str, voice: str | None = None,
+                     client: str | None = None) -> EchoSession:
         if len(self.active) >= self.max_sessions:
             raise Unavailable(f"this server is at its limit of {self.max_sessions} calls; try again shortly")
         session = EchoSession(self, output, transport)
