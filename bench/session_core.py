@@ -56,6 +56,9 @@ class ScriptedStream:
     async def receive(self) -> dict[str, Any] | None:
         return await self.queue.get()  # type: ignore[no-any-return]
 
+    async def ready(self) -> None:
+        """In-process: nothing to confirm."""
+
     async def close(self) -> None:
         self.closed = True
         self.queue.put_nowait(None)
@@ -75,6 +78,13 @@ class ScriptedModel:
 
     async def close(self) -> None:
         pass
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def warm_up(self) -> None:
+        """Nothing to load."""
 
 
 class TimingSink:

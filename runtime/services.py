@@ -61,16 +61,15 @@ class Services:
         """
         if self.failover is not None:
             self.failover.warm_up()
-        warm_up = getattr(self.speech_model, "warm_up", None)
-        if warm_up is None or self._warm_up is not None:
+        if self._warm_up is not None:
             return
-        self._warm_up = asyncio.get_running_loop().create_task(warm_up(), name="speech-warm-up")
+        self._warm_up = asyncio.get_running_loop().create_task(self.speech_model.warm_up(), name="speech-warm-up")
         self._warm_up.add_done_callback(_log_warm_up_failure)
 
     async def ready(self) -> bool:
         if not await self.store.ready():
             return False
-        if getattr(self.speech_model, "ready", True):
+        if self.speech_model.ready:
             return True
         if self._warm_up is not None and self._warm_up.done() and self._warm_up.exception() is not None:
             self._warm_up = None  # failed: let the next probe try again

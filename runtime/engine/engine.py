@@ -218,6 +218,9 @@ class OfflineStream:
             raise SpeechModelError(f"unknown input event {name!r}", code="ValidationException", retryable=False)
         await handler(body)
 
+    async def ready(self) -> None:
+        """Nothing to confirm: the models are loaded and the stream is in this process."""
+
     async def receive(self) -> NovaEvent | None:
         if self._closed and self._out.empty():
             return None

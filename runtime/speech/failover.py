@@ -129,7 +129,7 @@ class Failover:
 
     @property
     def loaded(self) -> bool:
-        return self._model is not None and bool(getattr(self._model, "ready", True))
+        return self._model is not None and self._model.ready
 
     def warm_up(self) -> None:
         """Load the fallback's models in the background (once): a failover then costs no model load.
@@ -138,10 +138,9 @@ class Failover:
         process whose Nova Sonic never fails pays nothing until then. Readiness does not wait for it:
         Nova Sonic serves meanwhile, and a failover before it finishes waits for the load instead.
         """
-        warm = getattr(self.model, "warm_up", None)
-        if warm is None or self._warm_up is not None:
+        if self._warm_up is not None:
             return
-        self._warm_up = asyncio.get_running_loop().create_task(warm(), name="fallback-warm-up")
+        self._warm_up = asyncio.get_running_loop().create_task(self.model.warm_up(), name="fallback-warm-up")
         self._warm_up.add_done_callback(self._warm_up_done)
 
     def _warm_up_done(self, task: asyncio.Task[None]) -> None:

@@ -45,6 +45,16 @@ class SpeechStream(Protocol):
         """Close the input side (after sessionEnd) and release the connection. Idempotent."""
         ...
 
+    async def ready(self) -> None:
+        """Return once the model has accepted the stream; raise SpeechModelError if it will not.
+
+        The session core awaits it after the prompt setup and before history and audio: Nova Sonic's
+        response headers prove endpoint, TLS and credentials, and audio sent before them is refused
+        ("Chat history should be sent completely before streaming audio"). A stream with nothing to
+        confirm returns at once.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
@@ -68,6 +78,19 @@ class SpeechModel(Protocol):
     greets_unprompted: bool
 
     async def open(self, options: StreamOptions) -> SpeechStream: ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether a session can open a stream now without a load first (the offline engine's models).
+
+        ``/readyz`` reports it, so a load balancer sends callers only to processes whose first call is fast.
+        """
+        ...
+
+    async def warm_up(self) -> None:
+        """Load or prepare whatever the first stream would otherwise wait for; idempotent. Started at
+        start-up by ``serve`` and by the first readiness probe."""
+        ...
 
     async def close(self) -> None:
         """Release shared resources (connection pools, loaded models)."""

@@ -344,9 +344,9 @@ class NovaSonicStream:
     async def ready(self) -> None:
         """Wait for the service's response headers: proves the endpoint, TLS and credentials work.
 
-        Not part of the SpeechStream seam; the session core calls it when a stream has it, after the
-        prompt setup and before history and audio (livekit found that sending audio before the
-        stream is ready gives "Chat history should be sent completely before streaming audio").
+        The session core awaits it after the prompt setup and before history and audio (livekit found
+        that sending audio before the stream is ready gives "Chat history should be sent completely
+        before streaming audio").
         Bounded by the response timeout (the reader gives up then).
         """
         await self._ready.wait()
@@ -463,6 +463,14 @@ class NovaSonicModel:
     @property
     def model_id(self) -> str:
         return self._settings.nova_sonic_model_id
+
+    @property
+    def ready(self) -> bool:
+        return True  # nothing to load: each stream proves the service itself (NovaSonicStream.ready)
+
+    async def warm_up(self) -> None:
+        """Nothing to load. Credentials and the connection are per stream, within its deadlines
+        (docs/credentials-and-deadlines.md), so warming them here would only move the wait."""
 
     async def _ensure_client(self) -> AsyncBedrockRuntimeClient:
         async with self._lock:

@@ -374,9 +374,7 @@ class SpeechSession:
             for chunk in split_utf8(self._prompt):
                 await segment.send(p.text_input(segment.prompt_name, content, chunk))
             await segment.send(p.content_end(segment.prompt_name, content))
-            ready = getattr(stream, "ready", None)  # optional: streams that can confirm the connection
-            if ready is not None:
-                await ready()
+            await stream.ready()
         except BaseException:  # including cancellation by end(): never leak an open stream
             await self._retire(segment, graceful=False)
             raise
