@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.browser.support import (
+    CHROMIUM,
     NETNS_ADDRESS,
     NETNS_PREFIX,
     STAFF_TOKEN,
@@ -21,28 +22,17 @@ from tests.browser.support import (
     Runtime,
     chromium_args,
     network_namespace,
+    require_browser_stack,
     start_runtime,
     write_dialogue_wav,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _require_stack() -> None:
-    """Fail (never skip) when something these tests drive is missing: bin/test installs all of it, so a
-    missing piece is a broken setup, and a browser suite that quietly skips proves nothing."""
-    import playwright.sync_api  # noqa: F401 - a pinned dev dependency: an ImportError here is the real error
-
-    if not (ROOT / "webapp" / "dist" / "index.html").is_file():
-        pytest.fail("the web app is not built: run `npm ci && npm run build` in webapp/ (bin/test does)")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian chromium is not installed at {CHROMIUM} (bin/test installs it with apt-get)")
 
 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
-    _require_stack()
+    require_browser_stack()
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 to create a private network namespace for WebRTC")
     try:

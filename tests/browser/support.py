@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 # The shared helper (also used by tests/media and bench/rtc_sessions.py), re-exported for conftest.
 from tests.netns import network_namespace as network_namespace
 
@@ -37,6 +39,21 @@ class Runtime:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+
+
+BROWSER_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require_browser_stack() -> None:
+    """Fail (never skip) when something the browser tests drive is missing: bin/test installs all of it, so
+    a missing piece is a broken setup, and a browser suite that quietly skips proves nothing."""
+    import playwright.sync_api  # noqa: F401 - a pinned dev dependency: an ImportError here is the real error
+
+    if not (BROWSER_ROOT / "webapp" / "dist" / "index.html").is_file():
+        pytest.fail("the web app is not built: run `npm ci && npm run build` in webapp/ (bin/test does)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian chromium is not installed at {CHROMIUM} (bin/test installs it with apt-get)")
 
 
 def start_runtime(settings: Any, *, host: str = "127.0.0.1") -> Runtime:

@@ -27,12 +27,19 @@ from typing import Any
 import pytest
 
 from tests import netns
-from tests.browser.support import STAFF_TOKEN, BrowserSession, Runtime, chromium_args, start_runtime
+from tests.browser.support import (
+    CHROMIUM,
+    STAFF_TOKEN,
+    BrowserSession,
+    Runtime,
+    chromium_args,
+    require_browser_stack,
+    start_runtime,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(150)]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 TURN_SECRET = "turn-secret-for-the-connectivity-test"
 CHECK_WAIT_MS = 15_000  # the check is bounded at ~4 s; margin for a loaded machine
 CONNECT_WAIT_MS = 25_000
@@ -50,14 +57,7 @@ def _require() -> None:
     for tool, package in (("iptables", "iptables"), ("turnserver", "coturn")):
         if shutil.which(tool) is None:
             pytest.fail(f"`{tool}` is not installed: `apt-get install {package}` (bin/_setup.sh lists it)")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian chromium is not installed at {CHROMIUM}")
-    if not (ROOT / "webapp" / "dist" / "index.html").is_file():
-        pytest.fail("the web app is not built: run `npm ci && npm run build` in webapp/ (bin/test does)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"playwright is not installed: {exc}")
+    require_browser_stack()
 
 
 class Topology:

@@ -30,12 +30,11 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import BrowserSession, Runtime, chromium_args, start_runtime
+from tests.browser.support import CHROMIUM, BrowserSession, Runtime, chromium_args, require_browser_stack, start_runtime
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(90)]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 USERNAME = "maria"
 TEMPORARY_PASSWORD = "Temporary-Pass-1!"
 NEW_PASSWORD = "Maria-Own-Pass-2?"
@@ -45,14 +44,7 @@ SESSION_KEY = "concierge.staffSession"  # webapp/src/staff/session.ts STORAGE_KE
 
 def _require() -> None:
     """Fail (not skip) with the reason when a part this test drives is missing."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian chromium is not installed at {CHROMIUM}")
-    if not (ROOT / "webapp" / "dist" / "index.html").is_file():
-        pytest.fail("the web app is not built: run `npm ci && npm run build` in webapp/ (bin/test does)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"playwright is not installed: {exc}")
+    require_browser_stack()
 
 
 @pytest.fixture(scope="module")
