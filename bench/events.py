@@ -105,7 +105,7 @@ async def _subscribers(kind: str, port: int, count: int, expected: int, ready: A
                        deadline_s: float) -> None:
     from websockets.asyncio.client import ClientConnection, connect
 
-    from runtime.events.gateway import subprotocols_for
+    from runtime.events.protocol import subprotocols_for
 
     latencies: list[list[float]] = [[] for _ in range(count)]
     last_seen = [0.0] * count
@@ -166,7 +166,7 @@ class Publisher:
     async def __aenter__(self) -> Publisher:
         from websockets.asyncio.client import connect
 
-        from runtime.events.gateway import subprotocols_for
+        from runtime.events.protocol import subprotocols_for
 
         if self.kind == "gateway":
             self.ws = await connect(f"ws://127.0.0.1:{self.port}/event/realtime", proxy=None,

@@ -16,7 +16,10 @@ Wire behaviour (docs/nova-sonic.md, docs/nova-sonic-emulator.md):
   every envelope's signature is verified against the chain seeded by the request's signature; the empty
   end frame closes the input.
 - Output frames use the same inner format, unsigned; modelled errors are ``:message-type=exception``
-  frames, after which the response ends (as the service does).
+  frames, after which the response ends (as the service does). The output events are built by
+  ``emulators.nova_sonic_events``, transcribed from the AWS output-events page - never with the client's
+  builders in ``runtime.speech.protocol``, so a wrong client builder cannot be mirrored here; both are checked
+  against golden samples of that page (``tests/speech/golden``).
 
 Every rule, its public source and its switch are listed in docs/nova-sonic-emulator.md.
 
@@ -54,6 +57,7 @@ from typing import Any, cast
 import numpy as np
 from smithy_aws_event_stream.events import Event, EventMessage
 
+from emulators import nova_sonic_events as out
 from emulators.identity import CredentialBook
 from emulators.sigv4 import EVENT_STREAM_PAYLOAD, EventSignatureChain, SigV4Error, VerifiedRequest, verify_request
 from runtime.speech import protocol as p
@@ -368,10 +372,11 @@ class _Stream:
         self.content_blocks = 0
         self.pause_seconds = emulator.turn_pause_seconds
         self.quiet_seconds = 0.0
-        self.last_completion: str | None = None
+        self.last_completion: out.Completion | None = None
         self.abrupt = False
         self.session_id = str(uuid.uuid4())
         self.prompt_name: str | None = None
+        self.output_rate = _OUT_RATE  # promptStart's audioOutputConfiguration.sampleRateHertz
         self.out: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.finished = False
         self.started = False
@@ -412,14 +417,17 @@ class _Stream:
         """Send the first half of an event frame, then end the response (a frame cut short)."""
         if self.finished:
             return
-        frame = encode_event(p.text_output(self.ids(self.last_completion, str(uuid.uuid4())), "ASSISTANT", "cut"))
+        frame = encode_event(out.text_output(self.completion(), str(uuid.uuid4()), "ASSISTANT", "cut"))
         self.record.error = "InvalidEventBytes"
         self.abrupt = True  # end the response right after the partial frame
         self.out.put_nowait(frame[: len(frame) // 2])
         self.finish()
 
-    def ids(self, completion_id: str | None = None, content_id: str | None = None) -> p.OutputIds:
-        return p.OutputIds(self.session_id, self.prompt_name or "", completion_id, content_id)
+    def completion(self) -> out.Completion:
+        """The completion in progress (or the last one); a fresh one if none has started yet."""
+        if self.last_completion is None:
+            self.last_completion = out.Completion(self.session_id, self.prompt_name or "", str(uuid.uuid4()))
+        return self.last_completion
 
     # -- input
     def on_event(self, event: dict[str, Any]) -> None:
@@ -475,6 +483,7 @@ class _Stream:
         _check_media(body.get("textOutputConfiguration"), "textOutputConfiguration", "text/plain")
         audio = body.get("audioOutputConfiguration")
         _check_audio(audio, "audioOutputConfiguration")
+        self.output_rate = int((audio or {})["sampleRateHertz"])  # _check_audio has vouched for it
         voice = (audio or {}).get("voiceId")
         if voice not in VOICES[self.record.model_id]:
             raise _ValidationError(f"Received invalid id: '{voice}'. "
@@ -639,15 +648,15 @@ class _Stream:
         self.turn_task = asyncio.create_task(self._play(turn, text_input=text_input))
 
     async def _play(self, turn: Turn, *, text_input: str | None) -> None:
-        completion = str(uuid.uuid4())
+        completion = out.Completion(self.session_id, self.prompt_name or "", str(uuid.uuid4()))
         self.last_completion = completion
-        self.emit(p.completion_start(self.ids(completion)))
+        self.emit(out.completion_start(completion))
         heard = turn.user_text if text_input is None else (text_input if self.emu.echo_text_input else None)
         if heard is not None:
-            ids = self.ids(completion, str(uuid.uuid4()))
-            self.emit(p.text_output_content_start(ids, "USER", "FINAL"))
-            self.emit(p.text_output(ids, "USER", heard))
-            self.emit(p.output_content_end(ids, "TEXT", "END_TURN"))
+            asr = str(uuid.uuid4())
+            self.emit(out.text_content_start(completion, asr, "USER", "FINAL"))
+            self.emit(out.text_output(completion, asr, "USER", heard))
+            self.emit(out.text_content_end(completion, asr, "END_TURN"))
         last_result: Any = None
         for step in turn.steps:
             if self.finished:
@@ -669,73 +678,66 @@ class _Stream:
                 self.cut_frame()
                 return
         if self.emu.completion_end:
-            self.emit(p.completion_end(self.ids(completion), "END_TURN"))
+            self.emit(out.completion_end(completion))
 
-    def _usage(self, completion: str | None, text: str, audio_ms: int, *, idle: bool = False) -> None:
+    def _usage(self, completion: out.Completion, text: str, audio_ms: int, *, idle: bool = False) -> None:
         self.last_usage = time.monotonic()
         delta = {"input": {"speechTokens": 10, "textTokens": 0 if idle else 2},
                  "output": {"speechTokens": 0 if idle else max(1, audio_ms // 40), "textTokens": len(text.split())}}
         for direction, kinds in delta.items():
             for kind, value in kinds.items():
                 self.totals[direction][kind] += value
-        self.emit(p.usage_event(self.ids(completion), delta=delta,
-                                total={d: dict(k) for d, k in self.totals.items()}))
+        self.emit(out.usage_event(completion, delta, self.totals))
 
-    async def _audio(self, completion: str, audio_ms: int) -> str:
-        ids = self.ids(completion, str(uuid.uuid4()))
-        self.emit(p.audio_output_content_start(ids))
-        pcm = tone(audio_ms)
-        step = self.emu.audio_chunk_ms * _OUT_RATE // 1000 * 2
+    async def _audio(self, completion: out.Completion, audio_ms: int) -> str:
+        content_id = str(uuid.uuid4())
+        self.emit(out.audio_content_start(completion, content_id, self.output_rate))
+        pcm = tone(audio_ms, rate=self.output_rate)
+        step = self.emu.audio_chunk_ms * self.output_rate // 1000 * 2
         for offset in range(0, len(pcm), step):
-            self.emit(p.audio_output(ids, pcm[offset:offset + step]))
+            self.emit(out.audio_output(completion, content_id, pcm[offset:offset + step]))
             await asyncio.sleep(0)  # faster than real time, like the service, but let input through
-        return ids.content_id or ""
+        return content_id
 
-    async def _say(self, completion: str, text: str, audio_ms: int) -> None:
-        spec = self.ids(completion, str(uuid.uuid4()))
-        self.emit(p.text_output_content_start(spec, "ASSISTANT", "SPECULATIVE"))
-        self.emit(p.text_output(spec, "ASSISTANT", text))
-        self.emit(p.output_content_end(spec, "TEXT", "PARTIAL_TURN"))
+    def _text_block(self, completion: out.Completion, stage: out.Stage, texts: tuple[str, ...], stop: str) -> None:
+        content_id = str(uuid.uuid4())
+        self.emit(out.text_content_start(completion, content_id, "ASSISTANT", stage))
+        for text in texts:
+            self.emit(out.text_output(completion, content_id, "ASSISTANT", text))
+        self.emit(out.text_content_end(completion, content_id, stop))
+
+    async def _say(self, completion: out.Completion, text: str, audio_ms: int) -> None:
+        self._text_block(completion, "SPECULATIVE", (text,), "PARTIAL_TURN")
         audio_id = await self._audio(completion, audio_ms)
-        self.emit(p.output_content_end(self.ids(completion, audio_id), "AUDIO", "END_TURN"))
-        final = self.ids(completion, str(uuid.uuid4()))
-        self.emit(p.text_output_content_start(final, "ASSISTANT", "FINAL"))
-        self.emit(p.text_output(final, "ASSISTANT", text))
-        self.emit(p.output_content_end(final, "TEXT", "END_TURN"))
+        self.emit(out.audio_content_end(completion, audio_id, "END_TURN"))
+        self._text_block(completion, "FINAL", (text,), "END_TURN")
         self._usage(completion, text, audio_ms)
 
-    async def _interrupted(self, completion: str, step: Interrupt) -> None:
-        spec = self.ids(completion, str(uuid.uuid4()))
-        self.emit(p.text_output_content_start(spec, "ASSISTANT", "SPECULATIVE"))
-        self.emit(p.text_output(spec, "ASSISTANT", step.text))
-        self.emit(p.output_content_end(spec, "TEXT", "PARTIAL_TURN"))
+    async def _interrupted(self, completion: out.Completion, step: Interrupt) -> None:
+        self._text_block(completion, "SPECULATIVE", (step.text,), "PARTIAL_TURN")
         audio_id = await self._audio(completion, min(step.after_ms, step.audio_ms))
         # Observed service order on barge-in: AUDIO ends with END_TURN, then the FINAL text block carries
-        # the marker and/or ends with INTERRUPTED (reference §1.4).
-        self.emit(p.output_content_end(self.ids(completion, audio_id), "AUDIO", "END_TURN"))
+        # the marker and/or ends with INTERRUPTED (docs/nova-sonic.md "Event order", Barge-in).
+        self.emit(out.audio_content_end(completion, audio_id, "END_TURN"))
         words = step.text.split()
         spoken = " ".join(words[: max(1, len(words) // 2)])
-        final = self.ids(completion, str(uuid.uuid4()))
-        self.emit(p.text_output_content_start(final, "ASSISTANT", "FINAL"))
-        self.emit(p.text_output(final, "ASSISTANT", spoken))
-        if step.signal in ("marker", "both"):
-            self.emit(p.text_output(final, "ASSISTANT", p.INTERRUPTED_MARKER))
+        marker = (out.INTERRUPTED_MARKER,) if step.signal in ("marker", "both") else ()
         stop = "INTERRUPTED" if step.signal in ("stop_reason", "both") else "END_TURN"
-        self.emit(p.output_content_end(final, "TEXT", stop))
+        self._text_block(completion, "FINAL", (spoken, *marker), stop)
         self._usage(completion, spoken, step.after_ms)
 
-    async def _call_tool(self, completion: str, step: CallTool) -> Any:
+    async def _call_tool(self, completion: out.Completion, step: CallTool) -> Any:
         tool_use_id = step.tool_use_id or str(uuid.uuid4())
-        ids = self.ids(completion, str(uuid.uuid4()))
+        content_id = str(uuid.uuid4())
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.tool_waiters[tool_use_id] = waiter
         self.issued_tool_ids.add(tool_use_id)
-        self.emit(p.tool_use_content_start(ids))
-        args: dict[str, Any] | str = step.args
+        self.emit(out.tool_content_start(completion, content_id))
+        args = step.args if isinstance(step.args, str) else json.dumps(step.args)
         if step.double_encoded or self.emu.double_encode_tool_args:
-            args = json.dumps(args if isinstance(args, str) else json.dumps(args))
-        self.emit(p.tool_use(ids, step.name, tool_use_id, args))
-        self.emit(p.output_content_end(ids, "TOOL", "TOOL_USE"))
+            args = json.dumps(args)  # a JSON string holding the JSON object
+        self.emit(out.tool_use(completion, content_id, step.name, tool_use_id, args))
+        self.emit(out.tool_content_end(completion, content_id))
         try:
             return await asyncio.wait_for(waiter, step.timeout)
         except TimeoutError:
@@ -822,9 +824,10 @@ class _Stream:
             if idle is not None and now - self.last_input >= idle:
                 self.fail("validationException", "Timed out waiting for input events")
             every = self.emu.idle_usage_seconds
-            if every is not None and self.prompt_name and now - self.last_usage >= every and (
+            if every is not None and self.last_completion is not None and now - self.last_usage >= every and (
                     self.turn_task is None or self.turn_task.done()):
-                # The service keeps reporting usage while nobody speaks (the input audio is billed).
+                # The service keeps reporting usage while nobody speaks (the input audio is billed). The
+                # documented usageEvent always carries a completionId, so this starts after the first one.
                 self.last_usage = now
                 self._usage(self.last_completion, "", 0, idle=True)
 

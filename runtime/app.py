@@ -28,7 +28,7 @@ from runtime.events import gateway as events_gateway
 from runtime.log import configure_logging
 from runtime.media import routes as media_routes
 from runtime.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
-from runtime.services import Overrides, build_services
+from runtime.services import Overrides, build_services, services_of
 from runtime.settings import Settings, load_settings
 
 log = logging.getLogger("runtime.app")
@@ -42,7 +42,7 @@ def _route_modules() -> list[list[BaseRoute]]:
         health.routes(),
         bookings_api.routes(),
         conversations_api.routes(),
-        events_gateway.routes(),
+        events_gateway.routes(lambda conn: services_of(conn).gateway),
         config_api.routes(),
         media_routes.routes(),
     ]

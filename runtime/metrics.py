@@ -21,6 +21,13 @@ RESPONSE_LATENCY = Histogram(
     "voice_response_latency_seconds", "End of user speech to first assistant audio",
     buckets=(0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0),
 )
+# What the guest heard, measured by the caller (the web app or a benchmark caller) and reported on the call:
+# end of the guest's voiced speech -> first non-silent assistant sample at the caller's ear. The server-side
+# figure above starts later (when the server learns the speech ended) and stops earlier (before transport).
+CALLER_RESPONSE_LATENCY = Histogram(
+    "voice_caller_response_seconds", "End of the guest's speech to first assistant sound, measured by the caller",
+    ["transport", "engine"], buckets=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0),
+)
 MODEL_TOKENS = Counter("speech_model_tokens_total", "Tokens reported by the speech model", ["direction", "kind"])
 SPEECH_FAILOVERS = Counter("speech_failovers_total", "Sessions moved to the fallback engine (docs/failover.md)",
                            ["reason"])

@@ -1,8 +1,10 @@
 """The runtime's object graph, built once per process in the app's lifespan.
 
 Each area contributes its part in ``build_services`` (store and bookings, events, speech and
-sessions). Route handlers reach it through ``services_of(request)``; nothing else is global.
-Tests pass ``Overrides`` to swap in a store, a speech model or a clock.
+sessions, media), and every part that needs cleaning up registers it there, so shutdown releases
+what start-up made in reverse order. Route handlers reach it through ``services_of(request)``; nothing
+is made lazily on a first request and nothing else is global. Tests pass ``Overrides`` to swap in a
+store or a media hub (with its own session factory).
 """
 
 from __future__ import annotations
@@ -14,23 +16,34 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
+    from runtime.bookings.service import BookingService
+    from runtime.events.gateway import EventsGateway
+    from runtime.media.routes import MediaHub
+    from runtime.speech.failover import Failover
+    from runtime.speech.model import SpeechModel
+    from runtime.speech.session import SessionManager
+    from runtime.staff_identity import CognitoStaffVerifier
     from runtime.stores.base import Store
 
 log = logging.getLogger("runtime.services")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Overrides:
-    """Test seams: objects to use instead of the ones ``build_services`` would make."""
+    """Test and bench seams: objects to use instead of the ones ``build_services`` would make.
+
+    ``media``: a hub with its own ``SessionFactory`` (an echo session instead of the speech core) or its own
+    limits; the transports under test run exactly as in production around it.
+    """
 
     store: Store | None = None
-    speech_model: Any = None  # runtime.speech.model.SpeechModel
-    extra: dict[str, Any] = field(default_factory=dict)
+    media: MediaHub | None = None
 
 
 @dataclass
@@ -39,12 +52,14 @@ class Services:
     staff_token: str | None
     session_secret: str
     store: Store
-    staff_verifier: Any = None  # runtime.staff_identity.CognitoStaffVerifier when STAFF_AUTH=cognito
-    bookings: Any = None  # runtime.bookings.service.BookingService
-    gateway: Any = None  # runtime.events.gateway.EventsGateway (standalone) or None (AWS)
-    speech_model: Any = None  # runtime.speech.model.SpeechModel
-    sessions: Any = None  # runtime.speech.ports.SessionFactory
-    failover: Any = None  # runtime.speech.failover.Failover when SPEECH_FALLBACK_ENGINE is set
+    bookings: BookingService
+    staff_verifier: CognitoStaffVerifier | None  # when STAFF_AUTH=cognito
+    gateway: EventsGateway | None = None  # the embedded events gateway (standalone); None in AWS mode
+    # Set by build_services before it returns (the speech part needs the store and bookings made above).
+    speech_model: SpeechModel = field(init=False)
+    sessions: SessionManager = field(init=False)
+    failover: Failover | None = None  # when SPEECH_FALLBACK_ENGINE is set
+    media: MediaHub = field(init=False)  # live calls of both transports, their limits and session factory
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _warm_up: asyncio.Task[None] | None = None
 
@@ -92,7 +107,7 @@ def _log_warm_up_failure(task: asyncio.Task[None]) -> None:
         log.error("speech engine warm-up failed", exc_info=task.exception())
 
 
-def _secret(value: Any) -> str | None:
+def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
@@ -121,9 +136,8 @@ async def build_services(settings: Settings, overrides: Overrides | None = None)
     store = overrides.store or make_store(settings)
     await store.start()
     services = Services(settings=settings, staff_token=staff_token, session_secret=session_secret, store=store,
-                        staff_verifier=staff_verifier)
+                        bookings=BookingService(store.bookings, settings), staff_verifier=staff_verifier)
     services.on_close(store.close)
-    services.bookings = BookingService(store.bookings, settings)
 
     # --- events: embedded gateway fed by local change capture (standalone) ----------------------
     # In AWS mode (APPSYNC_ENDPOINT set) the DynamoDB streams + the stream-publisher Lambda publish every
@@ -166,14 +180,22 @@ async def build_services(settings: Settings, overrides: Overrides | None = None)
     from runtime.speech.failover import make_failover
     from runtime.speech.session import SessionManager
 
-    services.speech_model = overrides.speech_model or make_speech_model(settings)
+    services.speech_model = make_speech_model(settings)
     services.on_close(services.speech_model.close)  # runs after the sessions below are closed
-    services.failover = overrides.extra.get("failover") or make_failover(settings)
+    services.failover = make_failover(settings)
     if services.failover is not None:
         services.on_close(services.failover.close)
-    services.sessions = SessionManager(services.speech_model, services.bookings, store, settings,
-                                       session_secret=session_secret, failover=services.failover)
-    services.on_close(lambda: services.sessions.close_all("shutdown"))
+    sessions = services.sessions = SessionManager(services.speech_model, services.bookings, store, settings,
+                                                  session_secret=session_secret, failover=services.failover)
+    services.on_close(lambda: sessions.close_all("shutdown"))
+
+    # --- media: the calls of both transports ----------------------------------------------------
+    from runtime.media import patches
+    from runtime.media.routes import MediaHub
+
+    patches.install()  # aiortc's audio-level function, replaced once per process (runtime/media/patches.py)
+    services.media = overrides.media or MediaHub(session_factory=sessions)
+    services.on_close(services.media.close_all)  # hangs up every call first, while its session can still end
     if settings.speech_warm_up:
         services.start_warm_up()
     return services

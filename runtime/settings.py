@@ -124,7 +124,11 @@ class Settings(BaseSettings):
     nova_sonic_model_id: str = "amazon.nova-2-sonic-v1:0"
     voice_id: str = "matthew"
     endpointing_sensitivity: Literal["HIGH", "MEDIUM", "LOW"] = "MEDIUM"
-    max_sessions_per_process: int = Field(25, ge=1, le=1000)
+    max_sessions_per_process: int = Field(
+        12, ge=1, le=1000, description="calls one process takes at once; derived from bench/rtc_sessions.py: one "
+        "call's media costs ~6% of the event loop's one core on this 2-core machine, and 0.7 core / 0.06 = 12 "
+        "(docs/architecture.md, \"Delay under load\"); a process whose event loop runs late refuses sooner "
+        "(runtime/media/load.py)")
     # Call limits (docs/public-limits.md): no line is held by a silent or endless caller.
     call_idle_timeout_seconds: float = Field(
         60.0, gt=0, le=3600, description="no voiced audio from the guest for this long: the assistant says goodbye "

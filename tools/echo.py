@@ -7,6 +7,7 @@ check a network path without spending model time. It is not wired into the app b
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -17,7 +18,8 @@ import soxr
 
 from runtime.auth import mint_session_token
 from runtime.errors import Unavailable
-from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput
+from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput, heard_seconds
+from runtime.turn_trace import TurnTrace
 
 REPORT_EVERY_BYTES = INPUT_RATE * 2  # one "transcript" message per second of caller audio
 SILENCE_PEAK = 300  # chunks quieter than this are not echoed, like an assistant that stays quiet
@@ -30,7 +32,9 @@ class EchoSession:
         self.transport = transport
         self.session_id = str(uuid.uuid4())
         self.session_token = mint_session_token(factory.secret, self.session_id, 3600)
-        self._ended = False
+        self._ended = asyncio.Event()
+        self._trace = TurnTrace(self.session_id, transport, "echo")
+        self.heard: list[float] = []  # the caller's "heard" reports, kept for the tests of the transports
         self.received_bytes = 0
         self._next_report = REPORT_EVERY_BYTES
         self._resampler = soxr.ResampleStream(INPUT_RATE, OUTPUT_RATE, 1, dtype="int16")
@@ -39,14 +43,27 @@ class EchoSession:
 
     @property
     def ended(self) -> bool:
-        return self._ended
+        return self._ended.is_set()
+
+    async def wait_ended(self) -> str:
+        await self._ended.wait()
+        return self.end_reason or "ended"
+
+    @property
+    def trace(self) -> TurnTrace:
+        return self._trace
+
+    def report_heard(self, seconds: float) -> None:
+        # No replies to count here, and no metric: an echo is not the assistant the histogram describes.
+        if heard_seconds(seconds * 1000) is not None:
+            self.heard.append(seconds)
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
         await self.output.message({"type": "status", "state": "listening"})
 
     async def push_audio(self, pcm: bytes) -> None:
-        if self._ended:
+        if self._ended.is_set():
             return
         self.received_bytes += len(pcm)
         out = self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2"))
@@ -63,12 +80,12 @@ class EchoSession:
             })
 
     async def end(self, reason: str) -> None:
-        if self._ended:
+        if self._ended.is_set():
             return
-        self._ended = True
         self.end_reason = reason
         self.factory.active.discard(self)
         self.factory.ended.append(self)
+        self._ended.set()
 
 
 class EchoSessionFactory:

@@ -871,7 +871,7 @@ class Rehearsal:
         """A staff browser on the AppSync WebSocket, subscribed to every booking and conversation."""
         from websockets.asyncio.client import connect
 
-        from runtime.events.gateway import subprotocols_for
+        from runtime.events.protocol import subprotocols_for
 
         # AppSync's user-pool mode takes the bare JWT; the Lambda authorizer gets the header value as sent.
         value = self.staff_token if self.deployment.cognito_config is not None else f"Bearer {self.staff_token}"

@@ -29,7 +29,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from runtime.events.gateway import encode_header_map
+from runtime.events.protocol import subprotocols_for
 from runtime.media.audio import resample_pcm
 from tools.probe import CallProbe
 
@@ -124,7 +124,7 @@ async def booking_and_event(http: httpx.AsyncClient, config: dict[str, Any], sta
         value = staff_token if staff_token.count(".") == 2 else f"Bearer {staff_token}"
         auth = {"Authorization": value, "host": httpx.URL(events["http"]).host}
         subscription = await connect(events["realtime"], open_timeout=15, subprotocols=[
-            Subprotocol("aws-appsync-event-ws"), Subprotocol(encode_header_map(auth))])
+            Subprotocol(p) for p in subprotocols_for(auth)])
         await subscription.send(json.dumps({"type": "connection_init"}))
         sub_id = uuid.uuid4().hex
         await subscription.send(json.dumps({"type": "subscribe", "id": sub_id, "channel": "/restaurant-booking/*",

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from runtime.api.json_body import read_json
 from runtime.api.security import principal_of, require_staff
 from runtime.errors import ApiError
+from runtime.http_body import read_json
 from runtime.ratelimit import RateLimiter, client_key
 from runtime.services import services_of
 

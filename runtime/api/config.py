@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from runtime.media.routes import voices_for
 from runtime.media.turn import ice_servers
 from runtime.settings import Settings
+from runtime.speech.voices import default_voice, voices_for
 
 
 def _origin(request: Request, settings: Settings) -> tuple[str, str]:
@@ -82,14 +82,14 @@ async def get_config(request: Request) -> JSONResponse:
     servers = ice_servers(stun_urls=settings.stun_urls, turn_urls=settings.turn_urls, turn_secret=turn_secret,
                           user_id=secrets.token_hex(8), ttl_seconds=settings.turn_ttl_seconds)
     relay = bool(turn_secret and settings.turn_urls)
-    voices = voices_for(settings.speech_engine, settings.voice_id)
+    voices = voices_for(settings.speech_engine)
     body = {
         "iceServers": servers,
         "iceTransportPolicy": "relay" if relay else "all",
         "events": events_endpoints(request, settings),
         "engine": settings.speech_engine,
         "voices": voices,
-        "voice": settings.voice_id if settings.voice_id in voices else voices[0],
+        "voice": default_voice(settings.speech_engine, settings.voice_id),
         "transports": ["webrtc", "websocket"],
         "restaurant": {"name": settings.restaurant_name, "timeZone": settings.restaurant_timezone},
         "staffAuth": staff_auth(settings),

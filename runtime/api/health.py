@@ -36,8 +36,7 @@ async def readyz(request: Request) -> JSONResponse:
       200: {description: ready}
       503: {description: 'not ready yet, or shutting down'}
     """
-    services = getattr(request.app.state, "services", None)
-    if services is None or not await services_of(request).ready():
+    if not await services_of(request).ready():  # the app serves no request before its services are built
         return JSONResponse({"status": "starting"}, status_code=503)
     return JSONResponse({"status": "ready"})
 

@@ -20,6 +20,7 @@ from typing import Any
 from runtime.engine.lm.corpus import NAMES
 from runtime.engine.parsing import (
     Intents,
+    is_small_talk,
     normalize,
     number_words,
     parse_booking_id,
@@ -149,8 +150,9 @@ class DialogueManager:
             return parse_booking_id(words) is not None
         facts = self._extract(words, self.today or self._fallback_today())
         intents = parse_intents(words)
-        return facts.any() or any((intents.yes, intents.no, intents.book, intents.lookup, intents.cancel,
-                                   intents.repeat, intents.availability, intents.goodbye))
+        return facts.any() or is_small_talk(words) or any((
+            intents.yes, intents.no, intents.book, intents.lookup, intents.cancel, intents.repeat,
+            intents.availability, intents.goodbye))
 
     async def respond(self, text: str, tools: ToolCaller) -> str | None:
         """The assistant's reply to one user utterance (None when there is nothing to answer)."""
@@ -192,6 +194,8 @@ class DialogueManager:
             return ("Sure. What is your booking number? Please say it one letter or digit at a time. Words like "
                     "Bravo and Kilo work best.")
 
+        if is_small_talk(words):  # answered at once: no date to look up for a pleasantry
+            return self._small_talk(words, intents)
         today = await self._today(tools)
         facts = self._extract(words, today)
         problem = self._apply(facts, today)
@@ -217,7 +221,23 @@ class DialogueManager:
             return "Sure. What can I do for you?"
         if intents.yes and self.state == "start":
             return "Great. Would you like to book a table, or look up or cancel a booking?"
+        if intents.greeting or intents.small_talk:
+            return self._small_talk(words, intents)
         return f"Sorry, I can only help with table bookings at {self._restaurant}. {self._prompt()}"
+
+    def _small_talk(self, words: list[str], intents: Intents) -> str:
+        """A greeting or pleasantry gets a friendly answer and the question the call is waiting on."""
+        text = " ".join(words)
+        if intents.small_talk:
+            opener = "I'm very well, thank you for asking!"
+        elif m := re.search(r"\bgood (morning|afternoon|evening)\b", text):
+            opener = f"Good {m[1]}!"
+        else:
+            opener = "Hello there!"
+        if self.state == "start":
+            return (f"{opener} I can book a table for you at {self._restaurant}, or look up or cancel a booking. "
+                    "Would you like to book a table?")
+        return f"{opener} {self._prompt()}"
 
     def _extract(self, words: list[str], today: date) -> _Facts:
         asking = self._slots.missing() if self.intent == "book" else None

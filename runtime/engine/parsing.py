@@ -389,6 +389,13 @@ class Intents:
     availability: bool
     goodbye: bool
     change: bool
+    greeting: bool  # "hi there", "hello", "good evening"
+    small_talk: bool  # "how are you", "how's it going"
+
+
+_GREETING = re.compile(r"\b(hi|hello|hey|hiya|good (morning|afternoon|evening|day))\b")
+_SMALL_TALK = re.compile(r"\b(how are you|how are things|how's it going|how is it going|how do you do|"
+                         r"how you doing|how are you doing|nice to (meet|talk to) you|what's up)\b")
 
 
 def parse_intents(words: list[str]) -> Intents:
@@ -405,7 +412,41 @@ def parse_intents(words: list[str]) -> Intents:
         availability=bool(re.search(r"\b(available|availability|free table|any tables|have a table)\b", text)),
         goodbye=bool(re.search(r"\b(goodbye|bye|that's all|that is all|nothing else)\b", text)),
         change=bool(re.search(r"\b(change|make it|actually|instead)\b", text)),
+        greeting=bool(_GREETING.search(text)),
+        small_talk=bool(_SMALL_TALK.search(text)),
     )
+
+
+# Words a request does not end on: the guest paused mid-sentence ("a table for ... four"). Greeting words
+# alone are an opening, not a request ("hi there ... i would like to book"): both hold the end of turn.
+# Not "the", "a", "i", "um": pocketsphinx inserts those on trailing silence of voices it was not tuned on
+# ("next friday i"), and holding every such turn cost 400 ms (bench/engine.py).
+_CONTINUES = {"and", "or", "but", "for", "at", "to", "on", "in", "of", "my", "is", "with", "about", "around",
+              "would", "like", "want", "i'd", "we'd", "could", "can", "make", "book", "under"}
+_OPENING = {"hi", "hello", "hey", "hiya", "there", "good", "morning", "afternoon", "evening", "oh", "um", "uh",
+            "well", "so"}
+
+
+_SMALL_TALK_WORDS = _OPENING | {"how", "are", "you", "doing", "things", "how's", "it", "going", "is", "do", "nice",
+                                "to", "meet", "talk", "what's", "up", "day", "thank", "thanks", "i", "i'm",
+                                "fine", "very", "well", "today", "tonight", "and"}
+
+
+def is_small_talk(words: list[str]) -> bool:
+    """A greeting or pleasantry and nothing else ("hi there", "good evening, how are you")."""
+    intents = parse_intents(words)
+    return bool(words) and (intents.greeting or intents.small_talk) and all(w in _SMALL_TALK_WORDS for w in words)
+
+
+def is_fragment(text: str) -> bool:
+    """Whether recognised text looks like the first part of a sentence, so the end of turn should wait longer.
+
+    Pure and cheap (the recogniser calls it on its worker thread for every utterance).
+    """
+    words = normalize(text)
+    if not words:
+        return False
+    return words[-1] in _CONTINUES or all(w in _OPENING for w in words)
 
 
 # ---------------------------------------------------------------------------------------------------

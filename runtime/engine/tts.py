@@ -2,7 +2,12 @@
 
 One model per process (about 220 MB), shared by every stream behind a lock: onnxruntime sessions are
 thread-safe but the phonemiser is not documented to be, and on two cores parallel synthesis is no faster.
-Replies are synthesised one sentence at a time so the first sentence can play while the next renders.
+Replies are synthesised one sentence at a time so the first sentence can play while the next renders;
+a long first sentence is split at its first comma, so the first audio is out after a short clause.
+
+hibari pads every sentence with 170-320 ms of silence before the voice and 270-420 ms after it (measured
+on the engine's replies, docs/offline-engine.md). At the caller the leading pad is pure latency, so the
+engine trims it (``trim_silence``) and keeps a short natural pause at the end.
 """
 
 from __future__ import annotations
@@ -16,10 +21,39 @@ SAMPLE_RATE = 24_000
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 
 
+FIRST_CLAUSE_MIN_WORDS = 9  # a first sentence at least this long is spoken clause first
+LEAD_KEEP_SECONDS = 0.01
+TAIL_KEEP_SECONDS = 0.18  # the pause between sentences (and after the reply)
+_QUIET = 0.003  # |sample| below this (-50 dBFS) is padding, not voice
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentence chunks for incremental synthesis; abbreviations like "p.m." stay inside their sentence."""
     parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
     return parts
+
+
+def split_for_speech(text: str) -> list[str]:
+    """``split_sentences``, with a long first sentence split after its first comma (joined by spaces, the
+    chunks give back the text)."""
+    parts = split_sentences(text)
+    if parts and len(parts[0].split()) >= FIRST_CLAUSE_MIN_WORDS and "," in parts[0]:
+        head, tail = parts[0].split(",", 1)
+        if len(tail.split()) >= 4:
+            parts[0:1] = [head + ",", tail.strip()]
+    return parts
+
+
+def trim_silence(pcm: bytes, rate: int = SAMPLE_RATE, *, lead: float = LEAD_KEEP_SECONDS,
+                 tail: float = TAIL_KEEP_SECONDS) -> bytes:
+    """Cut the synthesiser's padding down to ``lead`` seconds before the voice and ``tail`` after it."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    loud = np.nonzero(np.abs(samples) > _QUIET * 32768)[0]
+    if not loud.size:
+        return pcm
+    start = max(0, int(loud[0]) - int(lead * rate))
+    stop = min(samples.size, int(loud[-1]) + 1 + int(tail * rate))
+    return samples[start:stop].tobytes()
 
 
 class Synthesizer:

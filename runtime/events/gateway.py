@@ -37,8 +37,6 @@ channel and wildcard prefix, never a scan of all subscriptions.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
@@ -58,7 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -66,6 +64,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from runtime.auth import Principal, authenticate, may_subscribe
 from runtime.errors import EXCEPTION_HANDLERS, error_body
 from runtime.events import channels
+from runtime.events.protocol import HEADER_PREFIX, SUBPROTOCOL, decode_header_map
 from runtime.events.relay import WorkerRelay
 from runtime.metrics import EVENTS_PUBLISHED
 from runtime.ratelimit import RateLimiter, client_key
@@ -75,7 +74,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtime.events.gateway")
 
-SUBPROTOCOL = "aws-appsync-event-ws"
 MAX_EVENTS_PER_PUBLISH = 5
 MAX_EVENT_BYTES = 240 * 1024
 UNAUTHORIZED_MESSAGE = "You are not authorized to make this call."
@@ -734,27 +732,17 @@ def _event_problem(event: object) -> tuple[str, str] | None:
     return None
 
 
-def _decode_header_map(encoded: str) -> dict[str, Any] | None:
-    """Decode base64url(JSON) with or without padding; None when it is not a JSON object."""
-    try:
-        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _handshake_headers(ws: WebSocket) -> dict[str, Any] | None:
     """Auth of the upgrade: ``header-`` subprotocol, else upgrade headers, else ``?header=``."""
     for protocol in ws.scope.get("subprotocols", []):
-        if protocol.startswith("header-"):
-            return _decode_header_map(protocol[len("header-"):])
+        if protocol.startswith(HEADER_PREFIX):
+            return decode_header_map(protocol[len(HEADER_PREFIX):])
     upgrade = {k: v for k, v in ws.headers.items() if k in ("authorization", "x-api-key", "host")}
     if "authorization" in upgrade or "x-api-key" in upgrade:
         return upgrade
     query = ws.query_params.get("header")
     if query:
-        return _decode_header_map(query)
+        return decode_header_map(query)
     return None
 
 
@@ -779,15 +767,10 @@ _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 429: "rate_limited"}
 
 # --- routes ---------------------------------------------------------------------------------------
 
-def _gateway_of(app_state: Any) -> EventsGateway | None:
-    gateway = getattr(app_state, "gateway", None)
-    if gateway is None:
-        services = getattr(app_state, "services", None)
-        gateway = getattr(services, "gateway", None)
-    return gateway
+GatewayOf = Callable[[HTTPConnection], "EventsGateway | None"]
 
 
-async def _http_endpoint(request: Request) -> Response:
+async def _http_endpoint(gateway_of: GatewayOf, request: Request) -> Response:
     """Publish events (AppSync Events HTTP API; server-side publishers with the API key).
     ---
     summary: Publish 1-5 events to a channel (AppSync Events protocol; x-api-key required)
@@ -797,25 +780,34 @@ async def _http_endpoint(request: Request) -> Response:
       204: {description: 'CORS preflight answered (OPTIONS)'}
       401: {description: 'missing/invalid API key, or a browser credential'}
     """
-    gateway = _gateway_of(request.app.state)
+    gateway = gateway_of(request)
     if gateway is None:
         return JSONResponse(error_body("not_found", "events are served by AWS AppSync in this deployment; "
                                        "see GET /api/config"), status_code=404)
     return await gateway.serve_http(request)
 
 
-async def _ws_endpoint(ws: WebSocket) -> None:
-    gateway = _gateway_of(ws.app.state)
+async def _ws_endpoint(gateway_of: GatewayOf, ws: WebSocket) -> None:
+    gateway = gateway_of(ws)
     if gateway is None:
         await ws.close(code=CLOSE_UNAUTHORIZED)
         return
     await gateway.serve_websocket(ws)
 
 
-def routes() -> list[BaseRoute]:
+def routes(gateway_of: GatewayOf) -> list[BaseRoute]:
+    """``POST /event`` and ``/event/realtime``, served by the gateway ``gateway_of`` returns (None: AWS mode)."""
+
+    async def http_endpoint(request: Request) -> Response:
+        return await _http_endpoint(gateway_of, request)
+
+    async def ws_endpoint(ws: WebSocket) -> None:
+        await _ws_endpoint(gateway_of, ws)
+
+    http_endpoint.__doc__ = _http_endpoint.__doc__  # the OpenAPI document reads the endpoint's docstring
     return [
-        Route("/event", _http_endpoint, methods=["POST", "OPTIONS"]),
-        WebSocketRoute("/event/realtime", _ws_endpoint),
+        Route("/event", http_endpoint, methods=["POST", "OPTIONS"]),
+        WebSocketRoute("/event/realtime", ws_endpoint),
     ]
 
 
@@ -827,17 +819,6 @@ def standalone_app(gateway: EventsGateway) -> Starlette:
         yield
         await gateway.close()
 
-    app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.state.gateway = gateway
-    return app
+    return Starlette(routes=routes(lambda _conn: gateway), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
 
-
-def encode_header_map(headers: Mapping[str, str]) -> str:
-    """``header-<base64url(json)>`` subprotocol value, as browsers send it (for clients and tests)."""
-    raw = json.dumps(dict(headers), separators=(",", ":")).encode()
-    return "header-" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def subprotocols_for(headers: Mapping[str, str]) -> list[str]:
-    return [SUBPROTOCOL, encode_header_map(headers)]
 

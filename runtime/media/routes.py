@@ -1,7 +1,9 @@
 """HTTP surface of the media area: ``POST /api/webrtc/offer``, WebSocket ``/ws/audio`` and ``/ws/probe``.
 
-Per-process state (live calls, the offer rate limiter, an optional session-factory override used by
-tests and the bench) lives in one ``MediaHub`` on ``app.state.media``; shutdown hangs up every call.
+Per-process state (live calls, the offer rate limiter, the per-client call count, the session factory)
+lives in one ``MediaHub``, built with the rest of the app's state in ``runtime.services.build_services``
+(``services.media``), which also hangs up every call at shutdown. Tests and the bench give it another
+session factory through ``Overrides(media=...)``.
 """
 
 from __future__ import annotations
@@ -12,41 +14,26 @@ import json
 import logging
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from runtime.api.json_body import loads_json, require_json_media_type
-from runtime.errors import ApiError, TooManyRequests, Unavailable, error_body
-from runtime.media import metrics, patches
+from runtime.errors import ApiError, TooManyRequests, error_body
+from runtime.http_body import read_json
+from runtime.media import metrics
 from runtime.media.webrtc import CONNECT_TIMEOUT_SECONDS, BadOffer, WebRtcCall, validate_offer_sdp
 from runtime.media.ws_audio import CLOSE_TRY_AGAIN, WsCall, WsOutput
 from runtime.origin import check_origin
 from runtime.ratelimit import RateLimiter, client_key
 from runtime.services import services_of
 from runtime.speech.ports import SessionFactory
+from runtime.speech.voices import check_voice
 
 log = logging.getLogger("runtime.media")
 
 OFFER_RATE_PER_SECOND = 1.0  # sustained new calls per client address
 OFFER_BURST = 20  # a household/office behind one NAT may start several calls at once
-
-LOCAL_VOICES = ["heart"]
-# Nova 2 Sonic voice ids, exactly the 16 of the Nova 2 language-support page
-# (https://docs.aws.amazon.com/nova/latest/nova2-userguide/sonic-language-support.html). The service refuses
-# any other id (ValidationException "Received invalid id"), so the offer refuses it first; "greta" is a Nova
-# Sonic v1 voice that Nova 2 does not have (its German feminine voice is "tina").
-NOVA_SONIC_VOICES = ["matthew", "tiffany", "amy", "olivia", "kiara", "arjun", "ambre", "florian",
-                     "beatrice", "lorenzo", "tina", "lennart", "lupe", "carlos", "carolina", "leo"]
-
-
-def voices_for(engine: str, default_voice: str) -> list[str]:
-    """The voices a caller may pick: never one the service would refuse, even if it is the configured default."""
-    if engine == "local":
-        return list(LOCAL_VOICES)
-    return list(NOVA_SONIC_VOICES)
 
 
 class CallSlot:
@@ -66,15 +53,14 @@ class CallSlot:
 class MediaHub:
     """Live calls of this process, the offer limiter, the per-client call count, the ``SessionFactory``."""
 
-    def __init__(self, *, session_factory: SessionFactory | None = None,
-                 limiter: RateLimiter | None = None, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    def __init__(self, *, session_factory: SessionFactory, limiter: RateLimiter | None = None,
+                 connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
         self.session_factory = session_factory
         self.connect_timeout = connect_timeout
         self.limiter = limiter or RateLimiter(OFFER_RATE_PER_SECOND, OFFER_BURST)
         self.calls: set[WebRtcCall] = set()
         self.ws_calls = 0
         self.calls_by_client: dict[str, int] = {}  # both transports; a key leaves when its last call ends
-        self._registered = False
 
     def admit(self, key: str, limit: int) -> CallSlot:
         """Count a new call of ``key`` (``runtime.ratelimit.client_key``) or refuse it with 429."""
@@ -91,40 +77,14 @@ class MediaHub:
         else:
             self.calls_by_client.pop(key, None)
 
-    def factory(self, conn: HTTPConnection) -> SessionFactory:
-        if self.session_factory is not None:
-            return self.session_factory
-        sessions = getattr(services_of(conn), "sessions", None)
-        if sessions is None:
-            raise Unavailable("voice sessions are not available on this server yet")
-        return sessions  # type: ignore[no-any-return]
-
-    def register_shutdown(self, conn: HTTPConnection) -> None:
-        if not self._registered:
-            self._registered = True
-            services_of(conn).on_close(self.close_all)
-
     async def close_all(self) -> None:
         calls = list(self.calls)
         await asyncio.gather(*(call.end("server-shutdown") for call in calls), return_exceptions=True)
 
 
-def media_hub(app: Starlette) -> MediaHub:
-    hub = getattr(app.state, "media", None)
-    if hub is None:
-        hub = app.state.media = MediaHub()
-    return hub
-
-
 def _voice(conn: HTTPConnection, voice: Any) -> str | None:
-    if voice is None:
-        return None
-    settings = conn.app.state.settings
-    allowed = voices_for(settings.speech_engine, settings.voice_id)
-    if not isinstance(voice, str) or voice not in allowed:
-        raise ApiError(f"unknown voice; choose one of: {', '.join(allowed)}", status=422,
-                       code="validation_error", details={"voice": "not one of " + ", ".join(allowed)})
-    return voice
+    """The caller's voice, checked against the catalogue before a call slot is taken (None: the default)."""
+    return None if voice is None else check_voice(conn.app.state.settings.speech_engine, voice)
 
 
 async def webrtc_offer(request: Request) -> JSONResponse:
@@ -158,15 +118,9 @@ async def webrtc_offer(request: Request) -> JSONResponse:
 
 
 async def _answer_offer(request: Request) -> JSONResponse:
-    hub = media_hub(request.app)
+    hub = services_of(request).media
     hub.limiter.check(request, "call offers")
-    require_json_media_type(request)
-    raw = await request.body()
-    try:
-        body = loads_json(raw, code="bad_request")
-    except ApiError as exc:
-        raise BadOffer(f"the body must be JSON: {{\"sdp\": ..., \"type\": \"offer\"}} ({exc.message})",
-                       code="bad_request") from None
+    body = await read_json(request, required=True, code="bad_request")
     if not isinstance(body, dict):
         raise BadOffer("the body must be a JSON object", code="bad_request")
     if body.get("type") != "offer":
@@ -179,15 +133,11 @@ async def _answer_offer(request: Request) -> JSONResponse:
     # Counted from here until the call ends, so concurrent offers of one client count too.
     slot = hub.admit(client_key(request), request.app.state.settings.max_calls_per_client)
     try:
-        factory = hub.factory(request)
-        hub.register_shutdown(request)
-        patches.install()
-
         def closed(ended: WebRtcCall) -> None:
             hub.calls.discard(ended)
             slot.release()
 
-        call = WebRtcCall(factory, voice=voice, on_closed=closed, connect_timeout=hub.connect_timeout,
+        call = WebRtcCall(hub.session_factory, voice=voice, on_closed=closed, connect_timeout=hub.connect_timeout,
                           client=slot.key)
         answer = await call.answer(sdp)
     except BaseException:
@@ -204,7 +154,7 @@ async def _answer_offer(request: Request) -> JSONResponse:
 
 async def ws_audio(websocket: WebSocket) -> None:
     """WebSocket audio transport (PCM s16le 16 kHz up, 24 kHz down, JSON text control frames)."""
-    hub = media_hub(websocket.app)
+    hub = services_of(websocket).media
     settings = websocket.app.state.settings
     slot: CallSlot | None = None
     try:
@@ -216,10 +166,8 @@ async def ws_audio(websocket: WebSocket) -> None:
                                status=429, code="rate_limited")
             slot = hub.admit(key, settings.max_calls_per_client)
             voice = _voice(websocket, websocket.query_params.get("voice"))
-            factory = hub.factory(websocket)
-            hub.register_shutdown(websocket)
             output = WsOutput()
-            session = await factory.create(output, transport="websocket", voice=voice, client=key)
+            session = await hub.session_factory.create(output, transport="websocket", voice=voice, client=key)
         except ApiError as exc:
             await _deny(websocket, exc)
             return

@@ -28,8 +28,9 @@ from aiortc.sdp import SessionDescription
 from runtime.errors import ApiError
 from runtime.media import metrics
 from runtime.media.inbound import InboundAudio, LowDelayAudioJitterBuffer, tune_audio_receiver
+from runtime.media.load import LOOP_LOAD
 from runtime.media.outbound import DataChannelSender, PacedOpusTrack, PlayoutBuffer, WebRtcOutput
-from runtime.speech.ports import SessionFactory, VoiceSession
+from runtime.speech.ports import BAD_HEARD_MESSAGE, SessionFactory, VoiceSession, heard_seconds
 
 log = logging.getLogger("runtime.media.webrtc")
 
@@ -104,7 +105,7 @@ class WebRtcCall:
         self.session: VoiceSession | None = None
         self.buffer = PlayoutBuffer()
         self.channel = DataChannelSender()
-        self.output = WebRtcOutput(self.buffer, self.channel, on_message=self._on_session_message)
+        self.output = WebRtcOutput(self.buffer, self.channel)
         self.track: PacedOpusTrack | None = None
         self.inbound: InboundAudio | None = None
         self.jitter: LowDelayAudioJitterBuffer | None = None
@@ -113,7 +114,6 @@ class WebRtcCall:
         self._ended = asyncio.Event()
         self._released = asyncio.Event()
         self._connected = asyncio.Event()
-        self._draining = False
 
     @property
     def ended(self) -> bool:
@@ -122,6 +122,7 @@ class WebRtcCall:
     async def answer(self, offer_sdp: str) -> str:
         """Create the session and return the answer SDP; raises ApiError (4xx/503) on bad input/capacity."""
         validate_offer_sdp(offer_sdp)
+        LOOP_LOAD.admit()  # 503 before a session exists when this process cannot take one more call (load.py)
         self.session = await self.factory.create(self.output, transport="webrtc", voice=self.voice,
                                                  client=self.client)
         try:
@@ -144,11 +145,13 @@ class WebRtcCall:
             raise BadOffer(f"the offer was rejected: {exc}") from exc
         except Exception as exc:  # aiortc InvalidStateError/OperationError: still the offer's fault
             raise BadOffer(f"the offer was rejected: {type(exc).__name__}") from exc
-        self.track = PacedOpusTrack(self.buffer)
+        self.track = PacedOpusTrack(self.buffer, trace=self.session.trace if self.session is not None else None,
+                                    skip_leading_silence=True)
         pc.addTrack(self.track)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         self._spawn(self._run_session(), "session")
+        self._spawn(self._watch_session(), "session-end")
         self._spawn(self._watchdog(), "watchdog")
         return pc.localDescription.sdp
 
@@ -192,12 +195,19 @@ class WebRtcCall:
             self._end_soon("hangup")
         elif kind == "ping":
             self.channel.send({"type": "pong", "id": message.get("id")})
+        elif kind == "heard":  # the caller's own reply time (runtime/speech/ports.py); a bad one never ends the call
+            seconds = heard_seconds(message.get("latencyMs"))
+            if seconds is None:
+                self.channel.send({"type": "error", "code": "bad_heard",
+                                   "message": BAD_HEARD_MESSAGE})
+            elif self.session is not None:
+                self.session.report_heard(seconds)
 
-    def _on_session_message(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "status" and message.get("state") == "ended" and not self._draining:
-            self._draining = True
-            reason = message.get("reason")
-            self._spawn(self._drain_then_end(reason if reason in _REASONS else "session-ended"), "drain")
+    async def _watch_session(self) -> None:
+        """Hang up when the session ends the conversation itself (a call limit, a fault, shutdown)."""
+        assert self.session is not None
+        reason = await self.session.wait_ended()
+        await self._drain_then_end(reason if reason in _REASONS else "session-ended")
 
     async def _drain_then_end(self, reason: str) -> None:
         """Hang up once the session's last words (a goodbye) have played out, or after ``DRAIN_SECONDS``."""
@@ -232,12 +242,6 @@ class WebRtcCall:
             await asyncio.wait_for(self._connected.wait(), self.connect_timeout)
         except TimeoutError:
             self._end_soon("connect-timeout")
-            return
-        while not self.ended:
-            if self.session is not None and self.session.ended and not self._draining:
-                self._end_soon("session-ended")
-                return
-            await asyncio.sleep(1.0)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=f"webrtc-{name}")

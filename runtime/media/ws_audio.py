@@ -9,6 +9,11 @@ session produces it, so barge-in can still discard what the caller has not recei
 
 Bad input closes the socket with the RFC 6455 code that names the problem: 1007 (not JSON, odd PCM
 length), 1009 (frame too large), 1008 (too fast, or a client that stops reading), 1013 (at capacity).
+A bad value in a frame we understand (a ``heard`` report that is not a figure) gets an ``error`` message
+back and the call goes on: it is the caller's measurement, not the conversation.
+
+When the session ends the conversation itself (``VoiceSession.wait_ended``), its last words play out and
+the socket closes 1000 - or 1011 when it ended on a fault the guest was told about.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from runtime.media import metrics
 from runtime.media.audio import OUTPUT_FRAME_BYTES
 from runtime.media.outbound import FRAME_SECONDS, PlayoutBuffer
 from runtime.ratelimit import TokenBucket
-from runtime.speech.ports import INPUT_RATE, VoiceSession
+from runtime.speech.ports import BAD_HEARD_MESSAGE, INPUT_RATE, VoiceSession, heard_seconds
+from runtime.turn_trace import TurnTrace
 
 log = logging.getLogger("runtime.media.ws")
 
@@ -68,6 +74,7 @@ class WsOutput:
         self.dropped_messages = 0
         self.session_ended = False
         self.end_reason: str | None = None  # the session's reason, when it ended the call itself
+        self.trace: TurnTrace | None = None  # the call's stage stamps; set once the session exists
 
     async def audio(self, pcm: bytes) -> None:
         await self.buffer.write(pcm)
@@ -81,9 +88,12 @@ class WsOutput:
             self._messages.get_nowait()
             self.dropped_messages += 1
         self._messages.put_nowait(message)
-        if message.get("type") == "status" and message.get("state") == "ended":
-            self.session_ended = True
-            self.end_reason = message.get("reason")
+        self._wake.set()
+
+    def session_over(self, reason: str) -> None:
+        """The session ended the conversation: send what is queued, play the audio out, then close."""
+        self.session_ended = True
+        self.end_reason = reason
         self._wake.set()
 
     async def run_writer(self, websocket: WebSocket) -> None:
@@ -99,8 +109,9 @@ class WsOutput:
             if len(self.buffer) == 0:
                 audio_start = None  # idle: the next utterance starts a fresh clock
             else:
+                first = False
                 if audio_start is None:
-                    audio_start, sent_seconds = now, 0.0
+                    audio_start, sent_seconds, first = now, 0.0, True
                 chunk = bytearray()
                 while sent_seconds < now - audio_start + LEAD_SECONDS and len(chunk) < 10 * OUTPUT_FRAME_BYTES:
                     frame = self.buffer.read_frame()
@@ -110,11 +121,13 @@ class WsOutput:
                     sent_seconds += FRAME_SECONDS
                 if chunk:
                     await self._send(websocket.send_bytes(bytes(chunk)))
+                    if first and self.trace is not None:
+                        self.trace.mark("first_packet_sent")  # the first audio after silence left for the caller
             if self.session_ended and self._messages.empty():
                 ended_at = now if ended_at is None else ended_at
                 # Let the last words (a goodbye) play out first, but not for ever.
                 if len(self.buffer) == 0 or now - ended_at > DRAIN_SECONDS:
-                    raise Closing(CLOSE_NORMAL, LIMIT_CLOSE_REASONS.get(self.end_reason or "", "conversation ended"))
+                    raise _closing_for(self.end_reason or "")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FRAME_SECONDS if audio_start is not None else 1.0)
@@ -127,6 +140,12 @@ class WsOutput:
             raise Closing(CLOSE_POLICY, "client is not reading") from exc
 
 
+def _closing_for(reason: str) -> Closing:
+    if reason.startswith("error:"):  # the session told the guest (an error message) before ending
+        return Closing(CLOSE_ERROR, "the assistant hit a problem")
+    return Closing(CLOSE_NORMAL, LIMIT_CLOSE_REASONS.get(reason, "conversation ended"))
+
+
 class WsCall:
     """Drives one accepted WebSocket with its session until either side ends."""
 
@@ -134,6 +153,7 @@ class WsCall:
         self.websocket = websocket
         self.session = session
         self.output = output
+        output.trace = session.trace
         self._frames = TokenBucket(MAX_FRAMES_PER_SECOND, FRAME_BURST)
         self._audio = TokenBucket(INPUT_RATE * 2 * AUDIO_RATE_FACTOR, INPUT_RATE * 2 * AUDIO_BURST_SECONDS)
         self.end_reason = "unknown"
@@ -146,6 +166,7 @@ class WsCall:
             asyncio.create_task(self.output.run_writer(ws), name="ws-writer"),
             asyncio.create_task(self._read(), name="ws-reader"),
             asyncio.create_task(self._start_session(), name="ws-session"),
+            asyncio.create_task(self._watch_session(), name="ws-session-end"),
         ]
         close_code, close_reason = CLOSE_NORMAL, "bye"
         try:
@@ -179,7 +200,10 @@ class WsCall:
             log.warning("session failed to start: %s", exc)
             await self.output.message({"type": "error", "code": "session_failed",
                                        "message": "the assistant is unavailable"})
-            await self.output.message({"type": "status", "state": "ended"})
+            await self.session.end("error:session_failed")  # idempotent: the session may have ended itself
+
+    async def _watch_session(self) -> None:
+        self.output.session_over(await self.session.wait_ended())
 
     async def _read(self) -> None:
         ws = self.websocket
@@ -219,6 +243,13 @@ class WsCall:
             raise Closing(CLOSE_NORMAL, "caller hung up")
         if kind == "ping":
             await self.output.message({"type": "pong", "id": message.get("id")})
+        elif kind == "heard":
+            seconds = heard_seconds(message.get("latencyMs"))
+            if seconds is None:
+                await self.output.message({"type": "error", "code": "bad_heard",
+                                           "message": BAD_HEARD_MESSAGE})
+            else:
+                self.session.report_heard(seconds)
         else:
             await self.output.message({"type": "error", "code": "unknown_type",
                                        "message": f"unknown message type {kind[:40]!r}"})

@@ -13,16 +13,49 @@ Messages sent through ``SessionOutput.message`` (data channel / WebSocket text f
 - ``{"type":"transcript","role":"USER|ASSISTANT","text","final":bool,"turnId"}``
 - ``{"type":"booking","action":"created|cancelled|found","booking":{...}}``
 - ``{"type":"interrupted"}``                                        - barge-in: audio was flushed
-- ``{"type":"latency","endOfSpeechToAudioMs":float}``
+- ``{"type":"latency","endOfSpeechToAudioMs":float}``             - the server-side figure (see below)
 - ``{"type":"error","code","message"}``
+
+Messages from the caller that both transports pass on (data channel / WebSocket text frames):
+
+- ``{"type":"hangup"}``, ``{"type":"ping","id"}``
+- ``{"type":"heard","latencyMs":number}`` - after each reply it heard: end of the caller's own voiced speech
+  to the first non-silent assistant sample it played (docs/architecture.md, Seams). Goes to ``report_heard``; a value
+  ``heard_seconds`` refuses gets an ``error`` message with code ``bad_heard``, and the call goes on.
+
+Two latency figures exist on purpose. ``latency`` (and ``voice_response_latency_seconds``) is what the
+server sees: from the last voiced caller frame it received to the reply's first audio handed to the
+transport. ``heard`` (``voice_caller_response_seconds``) is what the guest got: it adds the network both
+ways, the caller's jitter buffer and the transport's pacing, and only the caller can measure it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, runtime_checkable
+
+from runtime.turn_trace import TurnTrace
 
 INPUT_RATE = 16_000  # Hz, what the session takes
 OUTPUT_RATE = 24_000  # Hz, what the session gives
+# A caller's "heard" figure above this is not a reply time but a report of something else (a muted
+# speaker, a tab in the background); it would only stretch the histogram's top bucket.
+MAX_HEARD_SECONDS = 30.0
+BAD_HEARD_MESSAGE = f"'latencyMs' must be a number of milliseconds, more than 0 and at most {MAX_HEARD_SECONDS * 1e3:g}"
+
+
+def heard_seconds(latency_ms: object) -> float | None:
+    """The seconds of a ``heard`` message's ``latencyMs``, or None when it is not a figure we take.
+
+    The one rule for both transports and ``VoiceSession.report_heard``: a finite number of milliseconds,
+    more than 0 and at most ``MAX_HEARD_SECONDS``. JSON booleans are numbers to Python; they are refused.
+    """
+    if isinstance(latency_ms, bool) or not isinstance(latency_ms, int | float):
+        return None
+    seconds = float(latency_ms) / 1000.0
+    if not math.isfinite(seconds) or not 0.0 < seconds <= MAX_HEARD_SECONDS:
+        return None
+    return seconds
 
 
 @runtime_checkable
@@ -59,6 +92,29 @@ class VoiceSession(Protocol):
 
     @property
     def ended(self) -> bool: ...
+
+    async def wait_ended(self) -> str:
+        """Return, with the reason, once the session has ended - by ``end`` or by itself.
+
+        What a transport waits on to hang up when the session ends the conversation (a call limit, an
+        unrecoverable model fault, shutdown), instead of reading the session's UI messages or polling
+        ``ended``. By the time it returns, every message of the session (the last ``status``) is queued
+        on the ``SessionOutput``; the transport still plays the audio it holds before it hangs up.
+        """
+        ...
+
+    @property
+    def trace(self) -> TurnTrace:
+        """The call's stage stamps (runtime.turn_trace); transports stamp ``first_packet_sent`` on it."""
+        ...
+
+    def report_heard(self, seconds: float) -> None:
+        """The caller's measured reply time (a ``heard`` message), for ``voice_caller_response_seconds``.
+
+        At most one per assistant reply; a value outside ``heard_seconds``'s rule, or a second report for the
+        same reply, is ignored. Never raises: a caller's bad report must not end its call.
+        """
+        ...
 
 
 @runtime_checkable

@@ -3,7 +3,9 @@
 Every event is a plain dict ``{"event": {"<name>": {...}}}`` built here and serialised with
 ``json.dumps`` by the transport, never by string templates: guest speech and tool results contain
 quotes and newlines that templates would break. Input builders are used by the session core,
-output builders by the emulator and the offline engine, so both sides agree on one spelling.
+output builders by the offline engine. The emulator deliberately does not use them (it has its own
+transcription of the docs, ``emulators/nova_sonic_events.py``), and every output builder is checked against
+golden samples transcribed from the AWS output-events page (docs/nova-sonic.md, tests/speech/golden).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ Stage = Literal["SPECULATIVE", "FINAL"]
 
 INPUT_RATE = 16_000
 OUTPUT_RATE = 24_000
-# The model's barge-in marker, sent as the text of an assistant textOutput (§1.4).
+# The model's barge-in marker, sent as the text of an assistant textOutput (docs/nova-sonic.md, "Barge-in").
 INTERRUPTED_MARKER = '{ "interrupted" : true }'
 
 _TEXT_CONFIG = {"mediaType": "text/plain"}
@@ -141,11 +143,13 @@ def session_end() -> NovaEvent:
 
 # --- output events (model -> client) ---------------------------------------------------------------
 
-def _out(ids: OutputIds, **body: Any) -> dict[str, Any]:
+def _out(ids: OutputIds, *, with_content_id: bool = True, **body: Any) -> dict[str, Any]:
+    """The identifiers of an output event. completionStart, completionEnd and usageEvent are documented
+    without a contentId (tests/speech/golden): ``with_content_id=False`` leaves it out even when ``ids`` has one."""
     base: dict[str, Any] = {"sessionId": ids.session_id, "promptName": ids.prompt_name}
     if ids.completion_id is not None:
         base["completionId"] = ids.completion_id
-    if ids.content_id is not None:
+    if with_content_id and ids.content_id is not None:
         base["contentId"] = ids.content_id
     base.update(body)
     return base
@@ -160,11 +164,11 @@ class OutputIds:
 
 
 def completion_start(ids: OutputIds) -> NovaEvent:
-    return _event("completionStart", _out(ids))
+    return _event("completionStart", _out(ids, with_content_id=False))
 
 
 def completion_end(ids: OutputIds, stop_reason: str = "END_TURN") -> NovaEvent:
-    return _event("completionEnd", _out(ids, stopReason=stop_reason))
+    return _event("completionEnd", _out(ids, with_content_id=False, stopReason=stop_reason))
 
 
 def text_output_content_start(ids: OutputIds, role: Role, stage: Stage) -> NovaEvent:
@@ -208,7 +212,7 @@ def usage_event(ids: OutputIds, *, delta: dict[str, dict[str, int]], total: dict
     total_in = sum(total.get("input", {}).values())
     total_out = sum(total.get("output", {}).values())
     return _event("usageEvent", _out(
-        ids, details={"delta": delta, "total": total},
+        ids, with_content_id=False, details={"delta": delta, "total": total},
         totalInputTokens=total_in, totalOutputTokens=total_out, totalTokens=total_in + total_out,
     ))
 

@@ -23,14 +23,18 @@ A conversation is a chain of *segments*, one model stream each:
 Three tasks per session do the work: the audio pump (frames out, silence filler), one receive loop per
 live segment (events in; never blocked by tools, which run as their own tasks), and the turn writer
 (stores finished transcript turns in order without holding up the audio).
+
+What transports rely on is declared in ``runtime.speech.ports.VoiceSession``: ``wait_ended()`` (they hang up
+on it), the call's ``trace`` (stage stamps, current in every task of the session and its model stream) and
+``report_heard()`` (the caller's own reply time, one per reply).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-import re
 import time
 import uuid
 from collections import deque
@@ -40,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime import metrics
+from runtime import metrics, turn_trace
 from runtime.auth import mint_session_token
 from runtime.errors import Unavailable, ValidationFailed
 from runtime.settings import Settings
@@ -48,14 +52,14 @@ from runtime.speech import protocol as p
 from runtime.speech.failover import BREAKER_NOTICE, FAILOVER_NOTICE, Failover
 from runtime.speech.history import build_history, split_utf8
 from runtime.speech.model import SpeechModel, SpeechModelError, SpeechStream, StreamOptions
-from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput
+from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput, heard_seconds
 from runtime.speech.prompt import greeting_history_note, greeting_request, system_prompt
 from runtime.speech.tools import ToolOutcome, ToolRunner, tool_specs
+from runtime.speech.voices import check_voice, default_voice
 from runtime.stores.base import SessionRecord, Store
+from runtime.turn_trace import TurnTrace
 
 log = logging.getLogger("runtime.speech.session")
-
-_VOICE_RE = re.compile(r"^[a-z][a-z_-]{1,31}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +209,14 @@ class SpeechSession:
         self._ending = False
         self._ended_event = asyncio.Event()
         self.end_reason: str | None = None
+        # The call's stage stamps (runtime/turn_trace.py). The session's work runs in a context of its own in
+        # which the trace is current, so every task it and the engine create inherit it (start()); end() makes
+        # the trace finished in that same context, as a context variable's token must be reset where it was set.
+        self._trace = TurnTrace(self.session_id, transport, self._model.name)
+        self._context = contextvars.copy_context()
+        self._trace_token = self._context.run(turn_trace.begin, self._trace)
+        self._replies = 0  # replies whose first audio went to the transport after the guest spoke
+        self._heard = 0  # caller "heard" reports taken (at most one per reply)
         # conversation state
         self.history: list[tuple[str, str]] = []  # finished turns, as stored
         self._turns: asyncio.Queue[tuple[str, str, str] | None] = asyncio.Queue()
@@ -252,6 +264,27 @@ class SpeechSession:
     def ended(self) -> bool:
         return self._ended
 
+    async def wait_ended(self) -> str:
+        await self._ended_event.wait()
+        return self.end_reason or "ended"
+
+    @property
+    def trace(self) -> TurnTrace:
+        return self._trace
+
+    def report_heard(self, seconds: float) -> None:
+        """Observe the caller's figure for the latest reply; invalid or repeated reports are dropped.
+
+        Bounded to one report per reply the session actually sent, so a caller cannot fill the histogram
+        (a public endpoint takes these messages from anyone who can place a call).
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or heard_seconds(seconds * 1000) is None:
+            return  # the same rule the transports apply to the caller's message
+        if self._heard >= self._replies:
+            return
+        self._heard = self._replies
+        metrics.CALLER_RESPONSE_LATENCY.labels(transport=self.transport, engine=self._model.name).observe(seconds)
+
     @property
     def usage(self) -> dict[str, int]:
         total = dict(self._retired_usage)
@@ -262,7 +295,11 @@ class SpeechSession:
         return total
 
     async def start(self) -> None:
-        """Open the first stream; raises ``Unavailable`` (after cleaning up) when the model cannot be reached."""
+        """Open the first stream; raises ``Unavailable`` (after cleaning up) when the model cannot be reached.
+
+        Runs in the session's own context (see ``__init__``): the model stream, the pump, the renewer and
+        every task they create carry the call's trace. Cancelling ``start`` cancels that work too.
+        """
         if self._started:
             return
         if self._ending:
@@ -270,6 +307,9 @@ class SpeechSession:
         self._started = True
         metrics.SESSIONS_TOTAL.labels(transport=self.transport, engine=self._model.name).inc()
         metrics.SESSIONS_ACTIVE.labels(transport=self.transport).inc()
+        await asyncio.create_task(self._start(), name=f"start-{self.session_id}", context=self._context)
+
+    async def _start(self) -> None:
         await self._put_record("active")
         self._writer = asyncio.create_task(self._write_turns(), name=f"turns-{self.session_id}")
         try:
@@ -339,17 +379,31 @@ class SpeechSession:
             if self._started:
                 metrics.SESSIONS_ACTIVE.labels(transport=self.transport).dec()
             self._ended = True
-            self._ended_event.set()
             self._manager._forget(self)
-        if self._status != "error":
-            if reason in _LIMIT_MESSAGES:  # the page is told why the line went quiet
-                self._status = "ended"
-                await self._send({"type": "status", "state": "ended", "reason": reason,
-                                  "message": _LIMIT_MESSAGES[reason]})
-            else:
-                await self._set_status("ended")
+            self._finish_trace()
+            try:
+                # Queued before wait_ended() returns, so a transport that hangs up then still delivers it.
+                await self._announce_end(reason)
+            finally:
+                self._ended_event.set()
         log.info("voice session ended", extra={"session_id": self.session_id, "reason": reason,
                                                 "renewals": self.renewals, "recoveries": self.recoveries})
+
+    def _finish_trace(self) -> None:
+        try:
+            self._context.run(turn_trace.end, self._trace_token)
+        except RuntimeError:  # end() awaited inside the session's own context (a failed start): reset it here
+            turn_trace.end(self._trace_token)
+
+    async def _announce_end(self, reason: str) -> None:
+        if self._status == "error":
+            return  # the error message said it all
+        if reason in _LIMIT_MESSAGES:  # the page is told why the line went quiet
+            self._status = "ended"
+            await self._send({"type": "status", "state": "ended", "reason": reason,
+                              "message": _LIMIT_MESSAGES[reason]})
+        else:
+            await self._set_status("ended")
 
     # --- segments ----------------------------------------------------------------------------------
 
@@ -764,6 +818,8 @@ class SpeechSession:
         if self._speech_ended_at is not None:
             latency = time.monotonic() - self._speech_ended_at
             self._speech_ended_at = None
+            self._trace.mark("first_audio_out")
+            self._replies += 1
             metrics.RESPONSE_LATENCY.observe(latency)
             await self._send({"type": "latency", "endOfSpeechToAudioMs": round(latency * 1000, 1)})
         now = time.monotonic()
@@ -1092,12 +1148,12 @@ class SessionManager:
         """A new session; ``client`` (``runtime.ratelimit.client_key``) is who the booking limits count."""
         if transport not in ("webrtc", "websocket"):
             raise ValidationFailed(f"unknown transport {transport!r}", details={"transport": "webrtc or websocket"})
-        if voice is not None and not _VOICE_RE.fullmatch(voice):
-            raise ValidationFailed("voice must be a voice id such as 'matthew'", details={"voice": "unknown voice"})
+        # The catalogue's rule and default (runtime/speech/voices.py), as /api/config and the offer apply them.
+        voice = default_voice(self.model.name, self.settings.voice_id) if voice is None \
+            else check_voice(self.model.name, voice)
         if len(self._sessions) >= self.settings.max_sessions_per_process:
             raise Unavailable("All lines are busy right now; please try again in a minute.", code="at_capacity")
-        session = SpeechSession(self, output, transport=transport, voice=voice or self.settings.voice_id,
-                                config=self.config, client=client)
+        session = SpeechSession(self, output, transport=transport, voice=voice, config=self.config, client=client)
         self._sessions[session.session_id] = session
         return session
 

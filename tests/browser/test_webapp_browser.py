@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser.support import STAFF_TOKEN, BrowserSession, Runtime
@@ -105,6 +106,13 @@ def test_guest_books_by_voice_and_staff_sees_it_live(
     assert "alice smith" in guest_lines, lines
     assert any(role == "ASSISTANT" and "booked" in text.lower() for role, _, text in lines), lines
     assert re.search(r"Response time:\s*\d+ ms", guest.get_by_test_id("latency").inner_text())
+    # That figure is the page's own (end of the guest's speech -> first assistant sound, webapp/src/voice/heard.ts),
+    # reported after each reply: /metrics' caller-side histogram counted it.
+    exposition = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
+    counted = [float(line.rpartition(" ")[2]) for line in exposition.splitlines()
+               if line.startswith("voice_caller_response_seconds_count{") and 'transport="webrtc"' in line]
+    assert counted, "no caller-side reply time reported over WebRTC"
+    assert sum(counted) >= 1
     # The guest's own /conversations/<sessionId> subscription confirms lines as they are stored.
     guest.locator('[data-testid="transcript"] li[data-role="USER"][data-saved="true"]').first.wait_for(timeout=10_000)
     guest.screenshot(path=str(artifacts_dir / "webapp-guest-desktop.png"), full_page=True)

@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from runtime.app import create_app
+from runtime.services import Overrides
 from runtime.settings import load_settings
 
 
@@ -33,10 +34,10 @@ class Served:
         return f"ws://{self.host}:{self.port}"
 
 
-def serve(tmp_path: Path, **overrides: Any) -> Served:
+def serve(tmp_path: Path, *, services: Overrides | None = None, **overrides: Any) -> Served:
     settings = load_settings(data_dir=tmp_path, staff_token="staff-token-" + "x" * 20, session_secret="s" * 40,
                              workers=1, **overrides)
-    app = create_app(settings)
+    app = create_app(settings, services)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -13,10 +13,11 @@ import pytest
 from sdp_samples import browser_offer, offer_with_audio_sections
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from runtime.api.json_body import MAX_JSON_DEPTH, json_depth
 from runtime.app import create_app
+from runtime.http_body import MAX_JSON_DEPTH, json_depth
 from runtime.media.routes import MediaHub
 from runtime.media.webrtc import MAX_MEDIA_SECTIONS, MAX_SDP_BYTES
+from runtime.services import Overrides
 from runtime.settings import Settings
 from tools.echo import EchoSessionFactory
 
@@ -35,8 +36,7 @@ def client(tmp_path: Path, echo_factory: EchoSessionFactory) -> Iterator[TestCli
     (webapp / "index.html").write_text("<!doctype html><title>guest page</title>")
     settings = Settings(data_dir=tmp_path, staff_token="staff", session_secret="s" * 32, workers=1,
                         webapp_dir=webapp)
-    app = create_app(settings)
-    app.state.media = MediaHub(session_factory=echo_factory)
+    app = create_app(settings, Overrides(media=MediaHub(session_factory=echo_factory)))
     with TestClient(app, base_url="http://concierge.test", raise_server_exceptions=False) as client:
         yield client
 

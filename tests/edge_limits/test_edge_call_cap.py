@@ -12,6 +12,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from runtime.app import create_app
 from runtime.media.routes import MediaHub
+from runtime.services import Overrides
 from runtime.settings import Settings
 from tools.echo import EchoSessionFactory
 
@@ -32,8 +33,7 @@ def hub(echo_factory: EchoSessionFactory) -> MediaHub:
 def client(tmp_path: Path, hub: MediaHub) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path, staff_token="staff", session_secret="s" * 32, workers=1,
                         max_calls_per_client=CAP, trust_proxy_headers=True)
-    app = create_app(settings)
-    app.state.media = hub
+    app = create_app(settings, Overrides(media=hub))
     with TestClient(app, base_url="http://concierge.test") as client:
         yield client
 

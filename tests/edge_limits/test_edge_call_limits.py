@@ -102,11 +102,14 @@ def test_silent_and_endless_calls_hear_goodbye_and_the_page_is_told_why(data_dir
 
 
 async def test_webrtc_hangs_up_after_the_goodbye_has_played_out() -> None:
-    # The WebRTC call ends on the session's "ended" status, but only once the play-out buffer (the
-    # goodbye) is empty, and with the session's reason. No peer connection is needed for this part.
-    call = WebRtcCall(EchoSessionFactory(), voice=None)
+    # The WebRTC call ends when its session does (VoiceSession.wait_ended), but only once the play-out buffer
+    # (the goodbye) is empty, and with the session's reason. No peer connection is needed for this part.
+    factory = EchoSessionFactory()
+    call = WebRtcCall(factory, voice=None)
+    call.session = session = await factory.create(call.output, transport="webrtc")
+    watcher = asyncio.create_task(call._watch_session())
     await call.buffer.write(bytes(OUTPUT_FRAME_BYTES * 10))
-    call._on_session_message({"type": "status", "state": "ended", "reason": "idle"})
+    await session.end("idle")  # the session ends the conversation itself, as a call limit does
     await asyncio.sleep(0.3)
     assert not call.ended, "hung up before the goodbye was played"
     while call.buffer.read_frame() is not None:
@@ -114,3 +117,4 @@ async def test_webrtc_hangs_up_after_the_goodbye_has_played_out() -> None:
     async with asyncio.timeout(5):
         await call._released.wait()
     assert call.end_reason == "idle"
+    await watcher

@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect
 
 from runtime.http_timeouts import BODY_BACKSTOP_GRACE_SECONDS
 from runtime.media.routes import MediaHub
+from runtime.services import Overrides
 from tools.echo import EchoSessionFactory
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,8 +66,8 @@ def _status_and_json(response: bytes) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     running = serve(tmp_path_factory.mktemp("slow-clients"), header_read_timeout_seconds=HEADER_TIMEOUT,
-                    body_read_timeout_seconds=BODY_TIMEOUT)
-    running.app.state.media = MediaHub(session_factory=EchoSessionFactory())
+                    body_read_timeout_seconds=BODY_TIMEOUT,
+                    services=Overrides(media=MediaHub(session_factory=EchoSessionFactory())))
     yield running
     stop(running)
 

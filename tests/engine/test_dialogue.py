@@ -163,3 +163,33 @@ async def test_guest_can_leave_the_booking_number_question(guest: Guest) -> None
     reply = await guest.says("never mind")
     assert "anything else" in reply
     assert guest.dialogue.search == "domain"
+
+
+@pytest.mark.parametrize("opening", ["hi there", "hello", "good evening", "how are you", "hi how are you doing",
+                                     "hello there good afternoon"])
+async def test_a_greeting_or_small_talk_gets_a_friendly_answer_and_the_booking_question(guest: Guest,
+                                                                                         opening: str) -> None:
+    reply = await guest.says(opening)
+    assert not reply.startswith("Sorry"), reply
+    assert "Would you like to book a table?" in reply
+    assert guest.calls == []  # nothing to look up for a pleasantry
+
+
+async def test_small_talk_answer_mirrors_the_greeting(guest: Guest) -> None:
+    assert (await guest.says("good evening")).startswith("Good evening!")
+    assert (await guest.says("how are you")).startswith("I'm very well")
+
+
+async def test_small_talk_in_the_middle_of_a_booking_repeats_the_pending_question(guest: Guest) -> None:
+    assert "What day" in await guest.says("i would like to book a table")
+    reply = await guest.says("hello")
+    assert reply == "Hello there! What day would you like to come?"
+
+
+async def test_a_greeting_with_the_request_is_the_request(guest: Guest) -> None:
+    reply = await guest.says("hi there i would like to book a table please")
+    assert "What day" in reply
+
+
+async def test_out_of_domain_is_still_declined(guest: Guest) -> None:
+    assert (await guest.says("what's the weather like in paris")).startswith("Sorry, I can only help")

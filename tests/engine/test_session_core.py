@@ -84,6 +84,16 @@ async def test_spoken_booking_through_the_session_core(settings: Settings, store
         assert any(m.get("type") == "booking" and m.get("action") == "created" for m in out.messages)
         assert out.finals("USER")[:2] == ["i would like to book a table for four people tomorrow at seven p.m.",
                                           "my name is alice smith"]
+        # The engine stamps its stages on the call's trace (runtime/turn_trace.py), through the session core's
+        # context: one set per spoken turn, the end of speech before the confirmed end of turn.
+        marks = list(session.trace.marks)
+        stages = [stage for stage, _ in marks]
+        for stage in ("speech_end", "endpoint", "asr_final", "decision", "tts_first_chunk"):
+            assert stages.count(stage) == len(lines), stages
+        assert "tool_result" in stages
+        ends = [at for stage, at in marks if stage == "speech_end"]
+        endpoints = [at for stage, at in marks if stage == "endpoint"]
+        assert all(e < p for e, p in zip(ends, endpoints, strict=True))
     finally:
         await session.end("test over")
         await engine.close()

@@ -14,7 +14,8 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from runtime.auth import mint_session_token
-from runtime.events.gateway import EventsGateway, subprotocols_for
+from runtime.events.gateway import EventsGateway
+from runtime.events.protocol import SUBPROTOCOL, subprotocols_for
 
 STAFF = "staff-token-for-tests-0123456789"
 SECRET = "session-secret-for-tests-0123456789"
@@ -100,7 +101,7 @@ class Client:
 
 def open_client(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
     """``async with open_client(url, {"Authorization": token}) as client`` - subprotocol auth."""
-    protocols = subprotocols_for(headers) if headers is not None else ["aws-appsync-event-ws"]
+    protocols = subprotocols_for(headers) if headers is not None else [SUBPROTOCOL]
     kwargs.setdefault("subprotocols", protocols)
 
     @contextlib.asynccontextmanager

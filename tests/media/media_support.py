@@ -18,6 +18,7 @@ import uvicorn
 
 from runtime.app import create_app
 from runtime.media.routes import MediaHub
+from runtime.services import Overrides
 from runtime.settings import load_settings
 
 STAFF_TOKEN = "staff-token-for-media-tests"
@@ -51,11 +52,9 @@ def start_server(tmp_path: Path, *, factory: Any = None, hub: MediaHub | None = 
                  **settings_overrides: Any) -> RunningServer:
     settings = load_settings(data_dir=tmp_path, staff_token=STAFF_TOKEN, session_secret="s" * 40,
                              **settings_overrides)
-    app = create_app(settings)
-    if hub is not None:
-        app.state.media = hub
-    elif factory is not None:
-        app.state.media = MediaHub(session_factory=factory)
+    if hub is None and factory is not None:
+        hub = MediaHub(session_factory=factory)
+    app = create_app(settings, Overrides(media=hub))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

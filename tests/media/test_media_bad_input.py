@@ -14,10 +14,12 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from media_support import RunningServer, start_server, stop_server
+from test_media_webrtc_call import place_call
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tools.echo import EchoSessionFactory
+from tools.probe import CallProbe
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -147,3 +149,22 @@ async def test_websocket_garbage_closes_with_a_proper_code(echo_server: RunningS
         assert ws.close_code == close_code, ws.close_reason
         assert ws.close_reason
     await healthy(echo_server)
+
+
+async def test_a_bad_heard_report_on_the_data_channel_gets_an_error_and_the_call_goes_on(
+        rtc_server: RunningServer, echo_factory, netns_address: str) -> None:
+    probe = CallProbe()
+    try:
+        await place_call(rtc_server, probe, netns_address)
+        await probe.wait_for_message(lambda m: m.get("type") == "status", within=10)
+        probe.send({"type": "heard", "latencyMs": "fast"})
+        error = await probe.wait_for_message(lambda m: m.get("type") == "error", within=10)
+        assert error["code"] == "bad_heard"
+        probe.send({"type": "heard", "latencyMs": 450})
+        probe.send({"type": "ping", "id": 9})  # answered after the report: the data channel is ordered
+        assert (await probe.wait_for_message(lambda m: m.get("type") == "pong", within=10))["id"] == 9
+        [session] = echo_factory.active
+        assert session.heard == [0.45]
+        assert not session.ended
+    finally:
+        await probe.close()

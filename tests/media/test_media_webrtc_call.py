@@ -97,7 +97,7 @@ async def test_server_side_end_releases_the_call(rtc_server: RunningServer, echo
     probe = CallProbe()
     try:
         await place_call(rtc_server, probe, netns_address)
-        hub = rtc_server.app.state.media
+        hub = rtc_server.app.state.services.media
         assert len(hub.calls) == 1
         rtc_server.call_in_loop(echo_factory.close_all("conversation over"))
         for _ in range(50):
@@ -119,7 +119,7 @@ async def test_a_lossy_uplink_loses_only_the_lost_audio(rtc_server: RunningServe
         await probe.speak(tone(440, 3.0, 24_000).tobytes())
         assert await probe.wait_for_sound(130, within=15), "the echo keeps flowing despite the losses"
         await asyncio.sleep(0.5)
-        (call,) = rtc_server.app.state.media.calls
+        (call,) = rtc_server.app.state.services.media.calls
         assert call.jitter is not None
         assert call.jitter.lost > 0, "packets really were lost on the way"
         assert call.jitter.lost <= probe.dropped_rtp
@@ -149,7 +149,7 @@ async def test_an_offer_that_never_connects_is_released(tmp_path, netns_address:
                 await asyncio.sleep(0.1)
             # ...until the connect timeout frees it
             assert factory.ended[0].end_reason == "connect-timeout"
-            assert not server.app.state.media.calls
+            assert not server.app.state.services.media.calls
             again = await client.post("/api/webrtc/offer", json={"sdp": offer, "type": "offer"})
             assert again.status_code == 200
     finally:

@@ -26,10 +26,10 @@ from emulators.nova_sonic import (
     Script,
     Turn,
 )
-from runtime.media.routes import NOVA_SONIC_VOICES, voices_for
 from runtime.speech import protocol as p
 from runtime.speech.model import SpeechModelError, StreamOptions
 from runtime.speech.nova_sonic import NovaSonicModel
+from runtime.speech.voices import NOVA_SONIC_VOICES, default_voice, voices_for
 from tests.speech.conftest import TEST_TURN_PAUSE_SECONDS, environment_credentials, served_model, speak
 
 pytestmark = pytest.mark.timeout(60)
@@ -158,8 +158,8 @@ def test_the_service_limits_are_on_by_default() -> None:
 def test_the_offer_accepts_exactly_the_nova_2_voices() -> None:
     """A voice the service refuses must be refused at the offer (a client error), not fail the call later."""
     assert set(NOVA_SONIC_VOICES) == set(VOICES[NOVA_2_SONIC])
-    assert "greta" not in voices_for("nova-sonic", "matthew")
-    assert voices_for("nova-sonic", "greta") == list(NOVA_SONIC_VOICES)  # a bad default is not advertised
+    assert "greta" not in voices_for("nova-sonic")
+    assert default_voice("nova-sonic", "greta") == "matthew"  # a bad default is not advertised
 
 
 async def test_double_encoded_tool_arguments_still_book(harness, store) -> None:

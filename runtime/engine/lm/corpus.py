@@ -140,6 +140,13 @@ def sentences(count: int = 6000, seed: int = 20261121) -> Iterator[str]:
                              ).format(f=first, l=last)
     for _ in range(count):
         yield _sentence(rng)
+    # Greetings and small talk on their own (after the seeded sentences, so those stay as they were): the
+    # guest's opening must decode as itself, to get a friendly answer rather than the out-of-domain one.
+    for greeting in ("hello", "hi", "hi there", "hello there", "hey there", "good evening", "good afternoon",
+                     "good morning"):
+        for rest in ("", " how are you", " how are you doing", " how are you today"):
+            yield greeting + rest
+    yield from ("how are you", "how are you doing", "how's it going", "how are you today", "nice to talk to you")
 
 
 def corpus_text(count: int = 6000, seed: int = 20261121) -> str:

@@ -34,6 +34,8 @@ export function GuestView({ config }: { config: AppConfig }) {
   const [problem, setProblem] = useState<string | null>(null);
   const [voice, setVoice] = useState<string>(config.defaultVoice ?? "");
   const [levels, setLevels] = useState({ mic: 0, assistant: 0 });
+  // Reply times as heard here (voice/heard.ts), not the server's `latency` figure, which leaves out the network.
+  const [heardMs, setHeardMs] = useState<number[]>([]);
   const [sessionToken, setSessionToken] = useState<string | null>(null);
   const session = useRef<CallSession | null>(null);
   const audioElement = useRef<HTMLAudioElement>(null);
@@ -100,6 +102,7 @@ export function GuestView({ config }: { config: AppConfig }) {
     attempt.current += 1;
     const mine = attempt.current;
     dispatch({ type: "reset" });
+    setHeardMs([]);
     setProblem(null);
     setNotice(null);
     setTransport(null);
@@ -117,6 +120,9 @@ export function GuestView({ config }: { config: AppConfig }) {
         voice: voice || null,
         audioElement: audioElement.current as HTMLAudioElement,
         handlers: { onMessage, onDropped: (reason) => finish(reason) },
+        onReplyHeard: (ms) => {
+          if (attempt.current === mine) setHeardMs((all) => [...all, ms].slice(-20));
+        },
         onTransportAttempt: (name) => {
           if (attempt.current === mine) setTransport(name);
         },
@@ -268,18 +274,17 @@ export function GuestView({ config }: { config: AppConfig }) {
           <Meter id="mic-level" label="Your microphone" level={levels.mic} />
           <Meter id="assistant-level" label="Assistant" level={levels.assistant} />
         </div>
-        <p className="latency" data-testid="latency">
+        <p className="latency" data-testid="latency" data-replies={heardMs.length}>
           Response time:{" "}
-          {conversation.latencyMs === null ? (
+          {heardMs.length === 0 ? (
             <span className="muted">not measured yet</span>
           ) : (
-            <strong>{Math.round(conversation.latencyMs)} ms</strong>
+            <strong>{Math.round(heardMs[heardMs.length - 1])} ms</strong>
           )}
-          {conversation.latencies.length > 1 ? (
+          {heardMs.length > 1 ? (
             <span className="muted">
               {" "}
-              (average {Math.round(conversation.latencies.reduce((a, b) => a + b, 0) / conversation.latencies.length)} ms over{" "}
-              {conversation.latencies.length} replies)
+              (average {Math.round(heardMs.reduce((a, b) => a + b, 0) / heardMs.length)} ms over {heardMs.length} replies)
             </span>
           ) : null}
         </p>

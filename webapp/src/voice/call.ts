@@ -3,6 +3,7 @@
 
 import type { AppConfig } from "../config";
 import { type LevelMeter, createMeter } from "./audio";
+import { startReplyTimer } from "./heard";
 import { type ActiveCall, type CallHandlers, TransportError, type TransportName, connectWebRtc, connectWebSocket } from "./transports";
 
 export class MicrophoneError extends Error {}
@@ -62,6 +63,8 @@ export interface StartCallOptions {
   audioElement: HTMLAudioElement;
   handlers: CallHandlers;
   onTransportAttempt?: (transport: TransportName) => void;
+  /** each reply's time as the guest heard it (ms), measured on this page (voice/heard.ts) */
+  onReplyHeard?: (ms: number) => void;
   /** the connectivity check found that only the WebSocket gets through: do not wait for ICE to fail */
   skipWebRtcBecause?: string | null;
 }
@@ -108,11 +111,18 @@ export async function startCall(opts: StartCallOptions): Promise<CallSession> {
       call = await connectWebSocket({ ctx, micSource, voice: opts.voice, handlers: opts.handlers });
     }
     const active = call;
+    // The reply timer is a measurement: if the worklet cannot load, the call goes on without it.
+    const stopTimer = await startReplyTimer(ctx, { source: micSource, track: mic.getAudioTracks()[0] }, active.assistantNode,
+      (ms) => {
+        active.send({ type: "heard", latencyMs: Math.round(ms * 10) / 10 });
+        opts.onReplyHeard?.(ms);
+      }).catch(() => () => undefined);
     return {
       call: active,
       micMeter,
       fallbackReason,
       end: () => {
+        stopTimer();
         active.hangUp();
         release();
       },

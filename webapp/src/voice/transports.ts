@@ -25,6 +25,10 @@ export interface ActiveCall {
   sessionId: string;
   sessionToken: string;
   assistantMeter: LevelMeter;
+  /** the assistant's audio as the guest hears it, in the call's AudioContext (for the reply timer) */
+  assistantNode: AudioNode;
+  /** send a control message to the runtime (the reply timer's "heard" report); dropped when closed */
+  send(message: Record<string, unknown>): void;
   /** barge-in: drop assistant audio queued on this side (the WebSocket transport buffers some) */
   flushPlayback(): void;
   /** the path the audio takes now (WebRTC: the selected candidate pair); null for the WebSocket */
@@ -157,7 +161,8 @@ export async function connectWebRtc(opts: WebRtcOptions): Promise<ActiveCall> {
     const stream = await remote;
     opts.audioElement.srcObject = stream;
     void opts.audioElement.play().catch(() => undefined);
-    meter = createMeter(opts.ctx, opts.ctx.createMediaStreamSource(stream));
+    const assistantNode = opts.ctx.createMediaStreamSource(stream);
+    meter = createMeter(opts.ctx, assistantNode);
 
     pc.addEventListener("connectionstatechange", () => {
       if (!closed && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
@@ -178,6 +183,10 @@ export async function connectWebRtc(opts: WebRtcOptions): Promise<ActiveCall> {
       sessionId: answer.sessionId,
       sessionToken: answer.sessionToken,
       assistantMeter,
+      assistantNode,
+      send: (message) => {
+        if (channel.readyState === "open") channel.send(JSON.stringify(message));
+      },
       flushPlayback: () => undefined, // the runtime flushes its own queue; the browser buffers ~40 ms
       route: async () => {
         if (closed) return null;
@@ -275,6 +284,10 @@ export async function connectWebSocket(opts: WebSocketOptions): Promise<ActiveCa
       transport: "websocket",
       ...ids,
       assistantMeter: meter,
+      assistantNode: player.output,
+      send: (message) => {
+        if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+      },
       flushPlayback: () => player.flush(),
       route: async () => null,
       hangUp: cleanup,

@@ -1,4 +1,7 @@
-"""Reading JSON request bodies the same way on every route.
+"""Reading JSON request bodies the same way on every route: the one home of the body helpers.
+
+Used by the booking API (runtime/api/) and the WebRTC offer (runtime/media/routes.py) alike, so it sits
+beside the other cross-area HTTP helpers (errors, origin, http_timeouts) rather than inside either area.
 
 Requiring ``Content-Type: application/json`` is also a CSRF defence: a cross-site page can send a
 ``text/plain`` POST without a CORS preflight, but never an ``application/json`` one, and the runtime
@@ -59,12 +62,12 @@ def require_json_media_type(request: Request) -> None:
                        code="unsupported_media_type", status=415)
 
 
-async def read_json(request: Request, *, required: bool) -> Any:
-    """The request's JSON body: 415 for another media type, 400 for malformed JSON, None when absent."""
+async def read_json(request: Request, *, required: bool, code: str = "invalid_json") -> Any:
+    """The request's JSON body: 415 for another media type, 400 (``code``) for malformed JSON, None when absent."""
     body = await request.body()
     if not body.strip():
         if required:
-            raise ApiError("The request needs a JSON body.", code="invalid_json", status=400)
+            raise ApiError("The request needs a JSON body.", code=code, status=400)
         return None
     require_json_media_type(request)
-    return loads_json(body)
+    return loads_json(body, code=code)
