@@ -248,6 +248,13 @@ class StreamingRecognizer:
         self._in_utt = False
         self._utt_audio = bytearray()
 
+    def _decode_whole(self, audio: bytes) -> str:
+        self._decoder.start_utt()
+        self._decoder.process_raw(audio, full_utt=True)
+        self._decoder.end_utt()
+        hyp = self._decoder.hyp()
+        return (hyp.hypstr if hyp else "").strip()
+
     def _finish(self, now: float) -> Utterance:
         self._decoder.end_utt()
         hyp = self._decoder.hyp()
@@ -257,8 +264,11 @@ class StreamingRecognizer:
         self._utt_audio = bytearray()
         if self._pending is not None:  # a continuation: one turn with the part before the pause
             before = self._pending.utt
-            text = f"{before.text} {text}".strip()
             audio, start = before.audio + audio, before.start
+            # A grammar (a booking id of exactly ten symbols, a name) matches only the whole answer, so neither
+            # part decodes on its own: then the joined audio is decoded again, as one utterance.
+            grammar = self._active_search != "domain"
+            text = self._decode_whole(audio) if grammar else f"{before.text} {text}".strip()
         extra = NOISE_EXTRA * min(1.0, self._vad.noise_floor / NOISE_FLOOR_FULL)
         confirm = CONFIRM_SILENCE + extra + (FRAGMENT_HOLD if self.fragment(text) else 0.0)
         self._seq += 1

@@ -252,8 +252,8 @@ class OfflineStream:
         """A pause after this text is probably mid-turn: an unfinished sentence, an opening ("hi there"), or
         a few words that mean nothing here yet — what a greeting misheard sounds like ("i eric"): the guest
         gets a moment more to go on before the reply (runs on the decoding thread; reads only)."""
-        if is_fragment(text):
-            return True
+        if is_fragment(text) or self.dialogue.search == "bookingid":
+            return True  # (a booking id is spelled symbol by symbol: guests pause between the symbols)
         words = normalize(text)
         return 0 < len(words) <= 3 and not self.dialogue.understands(text)
 
