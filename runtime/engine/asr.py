@@ -94,6 +94,15 @@ class SpeechResumed:
 AsrEvent = SpeechStarted | Utterance | TurnConfirmed | SpeechResumed
 
 
+def _decode_batch(decoder: Decoder, pcm: bytes) -> str:
+    """Decode ``pcm`` as one whole utterance (the decoder must be idle)."""
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return hyp.hypstr if hyp else ""
+
+
 class GenericRecognizer:
     """The bundled generic en-us LM, shared by all streams; batch decoding only."""
 
@@ -103,18 +112,7 @@ class GenericRecognizer:
 
     def decode(self, pcm: bytes) -> str:
         with self._lock:
-            self._decoder.start_utt()
-            self._decoder.process_raw(pcm, full_utt=True)
-            self._decoder.end_utt()
-            hyp = self._decoder.hyp()
-            return hyp.hypstr if hyp else ""
-
-
-@dataclass(slots=True)
-class _Pending:
-    """An utterance handed out as likely, not yet confirmed: kept to merge with a continuation."""
-
-    utt: Utterance
+            return _decode_batch(self._decoder, pcm)
 
 
 class StreamingRecognizer:
@@ -148,7 +146,8 @@ class StreamingRecognizer:
         self._last_voice = 0.0  # input seconds at the end of the last voice window
         self._hyp = ""
         self._stable = 0
-        self._pending: _Pending | None = None  # likely, awaiting confirmation
+        # handed out as likely, not yet confirmed: kept to merge with a continuation
+        self._pending: Utterance | None = None
 
     @property
     def position(self) -> float:
@@ -190,15 +189,15 @@ class StreamingRecognizer:
                 if not self._announced and self._strong >= ONSET_WINDOWS:
                     self._announced = True
                     if self._pending is not None:  # the guest went on: merge with what came before
-                        events.append(SpeechResumed(seq=self._pending.utt.seq, at=now))
+                        events.append(SpeechResumed(seq=self._pending.seq, at=now))
                     else:
                         events.append(SpeechStarted(at=self._utt_start))
         self._ring.append(frame)
         silence = now - self._last_voice
         if self._in_utt:
             self._maybe_end(silence, now, events)
-        elif self._pending is not None and silence >= self._pending.utt.confirm_after:
-            events.append(TurnConfirmed(seq=self._pending.utt.seq, at=now))
+        elif self._pending is not None and silence >= self._pending.confirm_after:
+            events.append(TurnConfirmed(seq=self._pending.seq, at=now))
             self._pending = None
 
     def _maybe_end(self, silence: float, now: float, events: list[AsrEvent]) -> None:
@@ -248,13 +247,6 @@ class StreamingRecognizer:
         self._in_utt = False
         self._utt_audio = bytearray()
 
-    def _decode_whole(self, audio: bytes) -> str:
-        self._decoder.start_utt()
-        self._decoder.process_raw(audio, full_utt=True)
-        self._decoder.end_utt()
-        hyp = self._decoder.hyp()
-        return (hyp.hypstr if hyp else "").strip()
-
     def _finish(self, now: float) -> Utterance:
         self._decoder.end_utt()
         hyp = self._decoder.hyp()
@@ -263,16 +255,19 @@ class StreamingRecognizer:
         self._in_utt = False
         self._utt_audio = bytearray()
         if self._pending is not None:  # a continuation: one turn with the part before the pause
-            before = self._pending.utt
+            before = self._pending
             audio, start = before.audio + audio, before.start
             # A grammar (a booking id of exactly ten symbols, a name) matches only the whole answer, so neither
             # part decodes on its own: then the joined audio is decoded again, as one utterance.
             grammar = self._active_search != "domain"
-            text = self._decode_whole(audio) if grammar else f"{before.text} {text}".strip()
+            text = _decode_batch(self._decoder, audio).strip() if grammar else f"{before.text} {text}".strip()
         extra = NOISE_EXTRA * min(1.0, self._vad.noise_floor / NOISE_FLOOR_FULL)
-        confirm = CONFIRM_SILENCE + extra + (FRAGMENT_HOLD if self.fragment(text) else 0.0)
+        # A booking id is spelled symbol by symbol and guests pause between the symbols: every pause in it
+        # is mid-turn, whatever the text decoded so far.
+        held = self._active_search == "bookingid" or self.fragment(text)
+        confirm = CONFIRM_SILENCE + extra + (FRAGMENT_HOLD if held else 0.0)
         self._seq += 1
         utt = Utterance(text=text, start=start, end=now, audio=audio, search=self._active_search, seq=self._seq,
                         voice_end=self._last_voice, confirm_after=confirm)
-        self._pending = _Pending(utt)
+        self._pending = utt
         return utt

@@ -43,6 +43,7 @@ import soxr
 
 from runtime import turn_trace
 from runtime.engine import memory
+from runtime.engine.asr import SAMPLE_RATE as ASR_RATE
 from runtime.engine.asr import (
     GenericRecognizer,
     SpeechResumed,
@@ -252,8 +253,8 @@ class OfflineStream:
         """A pause after this text is probably mid-turn: an unfinished sentence, an opening ("hi there"), or
         a few words that mean nothing here yet — what a greeting misheard sounds like ("i eric"): the guest
         gets a moment more to go on before the reply (runs on the decoding thread; reads only)."""
-        if is_fragment(text) or self.dialogue.search == "bookingid":
-            return True  # (a booking id is spelled symbol by symbol: guests pause between the symbols)
+        if is_fragment(text):
+            return True
         words = normalize(text)
         return 0 < len(words) <= 3 and not self.dialogue.understands(text)
 
@@ -366,7 +367,7 @@ class OfflineStream:
             pcm = pcm[:-1]
         if pcm:
             self._received += len(pcm) // 2
-            self._arrivals.append((self._received / 16_000, time.monotonic()))
+            self._arrivals.append((self._received / ASR_RATE, time.monotonic()))
             self._audio.put_nowait(pcm)
 
     async def _on_toolResult(self, body: dict[str, Any]) -> None:
