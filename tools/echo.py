@@ -18,7 +18,7 @@ import soxr
 
 from runtime.auth import mint_session_token
 from runtime.errors import Unavailable
-from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput, heard_seconds
+from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput, is_heard_figure
 from runtime.turn_trace import TurnTrace
 
 REPORT_EVERY_BYTES = INPUT_RATE * 2  # one "transcript" message per second of caller audio
@@ -55,7 +55,7 @@ class EchoSession:
 
     def report_heard(self, seconds: float) -> None:
         # No replies to count here, and no metric: an echo is not the assistant the histogram describes.
-        if heard_seconds(seconds * 1000) is not None:
+        if is_heard_figure(seconds):
             self.heard.append(seconds)
 
     async def start(self) -> None:

@@ -44,18 +44,22 @@ MAX_HEARD_SECONDS = 30.0
 BAD_HEARD_MESSAGE = f"'latencyMs' must be a number of milliseconds, more than 0 and at most {MAX_HEARD_SECONDS * 1e3:g}"
 
 
-def heard_seconds(latency_ms: object) -> float | None:
-    """The seconds of a ``heard`` message's ``latencyMs``, or None when it is not a figure we take.
+def is_heard_figure(seconds: object) -> bool:
+    """The one rule for a caller's reply time, in seconds: a finite number (a JSON boolean is a number to
+    Python; it is refused), more than 0 and at most ``MAX_HEARD_SECONDS``."""
+    return (not isinstance(seconds, bool) and isinstance(seconds, int | float) and math.isfinite(seconds)
+            and 0.0 < seconds <= MAX_HEARD_SECONDS)
 
-    The one rule for both transports and ``VoiceSession.report_heard``: a finite number of milliseconds,
-    more than 0 and at most ``MAX_HEARD_SECONDS``. JSON booleans are numbers to Python; they are refused.
+
+def heard_seconds(latency_ms: object) -> float | None:
+    """The seconds of a ``heard`` message's ``latencyMs``, or None when ``is_heard_figure`` refuses it.
+
+    Both transports apply it to the caller's message; ``VoiceSession.report_heard`` applies the same rule.
     """
     if isinstance(latency_ms, bool) or not isinstance(latency_ms, int | float):
         return None
     seconds = float(latency_ms) / 1000.0
-    if not math.isfinite(seconds) or not 0.0 < seconds <= MAX_HEARD_SECONDS:
-        return None
-    return seconds
+    return seconds if is_heard_figure(seconds) else None
 
 
 @runtime_checkable
@@ -111,7 +115,7 @@ class VoiceSession(Protocol):
     def report_heard(self, seconds: float) -> None:
         """The caller's measured reply time (a ``heard`` message), for ``voice_caller_response_seconds``.
 
-        At most one per assistant reply; a value outside ``heard_seconds``'s rule, or a second report for the
+        At most one per assistant reply; a value ``is_heard_figure`` refuses, or a second report for the
         same reply, is ignored. Never raises: a caller's bad report must not end its call.
         """
         ...

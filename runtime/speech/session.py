@@ -52,7 +52,7 @@ from runtime.speech import protocol as p
 from runtime.speech.failover import BREAKER_NOTICE, FAILOVER_NOTICE, Failover
 from runtime.speech.history import build_history, split_utf8
 from runtime.speech.model import SpeechModel, SpeechModelError, SpeechStream, StreamOptions
-from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput, heard_seconds
+from runtime.speech.ports import INPUT_RATE, OUTPUT_RATE, SessionOutput, is_heard_figure
 from runtime.speech.prompt import greeting_history_note, greeting_request, system_prompt
 from runtime.speech.tools import ToolOutcome, ToolRunner, tool_specs
 from runtime.speech.voices import check_voice, default_voice
@@ -278,7 +278,7 @@ class SpeechSession:
         Bounded to one report per reply the session actually sent, so a caller cannot fill the histogram
         (a public endpoint takes these messages from anyone who can place a call).
         """
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or heard_seconds(seconds * 1000) is None:
+        if not is_heard_figure(seconds):
             return  # the same rule the transports apply to the caller's message
         if self._heard >= self._replies:
             return
