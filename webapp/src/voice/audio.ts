@@ -39,31 +39,35 @@ export function createMeter(ctx: AudioContext, source: AudioNode): LevelMeter {
 export const CAPTURE_RATE = 16_000;
 export const PLAYBACK_RATE = 24_000;
 
-let workletLoaded: WeakSet<AudioContext> | null = null;
+const workletsLoaded = new WeakMap<BaseAudioContext, Set<string>>();
 
 /**
- * Stream the microphone as 16 kHz mono s16le chunks of 20 ms. The worklet (public/pcm-capture.js)
- * resamples from the context's rate itself, because Firefox refuses to connect a microphone to an
- * AudioContext created at a different sample rate.
+ * Run `source` through the AudioWorklet processor `processor` of public/`moduleFile` (loaded once per
+ * context) and hand each message it posts to `onMessage`. Its output goes to a muted sink: Chrome only
+ * pulls nodes that lead to the destination. Returns the detach function.
  */
-export async function startPcmCapture(
+export async function connectWorklet<T>(
   ctx: AudioContext,
-  source: MediaStreamAudioSourceNode,
-  onChunk: (pcm: ArrayBuffer) => void,
+  source: AudioNode,
+  moduleFile: string,
+  processor: string,
+  processorOptions: Record<string, unknown>,
+  onMessage: (data: T) => void,
 ): Promise<() => void> {
-  workletLoaded ??= new WeakSet();
-  if (!workletLoaded.has(ctx)) {
-    await ctx.audioWorklet.addModule(new URL("pcm-capture.js", document.baseURI).href);
-    workletLoaded.add(ctx);
+  let loaded = workletsLoaded.get(ctx);
+  if (!loaded) workletsLoaded.set(ctx, (loaded = new Set()));
+  if (!loaded.has(moduleFile)) {
+    await ctx.audioWorklet.addModule(new URL(moduleFile, document.baseURI).href);
+    loaded.add(moduleFile);
   }
-  const node = new AudioWorkletNode(ctx, "pcm-capture", {
+  const node = new AudioWorkletNode(ctx, processor, {
     numberOfInputs: 1,
     numberOfOutputs: 1,
     channelCount: 1,
     channelCountMode: "explicit",
-    processorOptions: { targetRate: CAPTURE_RATE, chunkSamples: CAPTURE_RATE / 50 },
+    processorOptions,
   });
-  node.port.onmessage = (ev: MessageEvent<ArrayBuffer>) => onChunk(ev.data);
+  node.port.onmessage = (ev: MessageEvent<T>) => onMessage(ev.data);
   const mute = ctx.createGain();
   mute.gain.value = 0;
   source.connect(node);
@@ -78,6 +82,20 @@ export async function startPcmCapture(
     node.disconnect();
     mute.disconnect();
   };
+}
+
+/**
+ * Stream the microphone as 16 kHz mono s16le chunks of 20 ms. The worklet (public/pcm-capture.js)
+ * resamples from the context's rate itself, because Firefox refuses to connect a microphone to an
+ * AudioContext created at a different sample rate.
+ */
+export function startPcmCapture(
+  ctx: AudioContext,
+  source: MediaStreamAudioSourceNode,
+  onChunk: (pcm: ArrayBuffer) => void,
+): Promise<() => void> {
+  return connectWorklet(ctx, source, "pcm-capture.js", "pcm-capture",
+    { targetRate: CAPTURE_RATE, chunkSamples: CAPTURE_RATE / 50 }, onChunk);
 }
 
 /** Gapless playback of 24 kHz mono s16le chunks; `flush()` drops everything queued (barge-in). */

@@ -8,6 +8,8 @@
 // ReplyTimer is pure (blocks of levels in, figures out) so the rules are tested without a browser; the
 // AudioWorklet public/level-tap.js turns both streams into those blocks.
 
+import { connectWorklet } from "./audio";
+
 /** One ~10 ms block of a stream, timed on the AudioContext clock (seconds). */
 export interface LevelBlock {
   start: number;
@@ -68,32 +70,9 @@ export class ReplyTimer {
   }
 }
 
-let tapLoaded: WeakSet<BaseAudioContext> | null = null;
-
 /** Tap `node` with public/level-tap.js; `onBlock` gets its ~10 ms blocks. Returns the detach function. */
-export async function tapLevels(ctx: AudioContext, node: AudioNode, onBlock: (block: LevelBlock) => void): Promise<() => void> {
-  tapLoaded ??= new WeakSet();
-  if (!tapLoaded.has(ctx)) {
-    await ctx.audioWorklet.addModule(new URL("level-tap.js", document.baseURI).href);
-    tapLoaded.add(ctx);
-  }
-  const tap = new AudioWorkletNode(ctx, "level-tap", { numberOfInputs: 1, numberOfOutputs: 1, channelCount: 1,
-    channelCountMode: "explicit", processorOptions: { soundPeak: SOUND_PEAK } });
-  tap.port.onmessage = (ev: MessageEvent<LevelBlock>) => onBlock(ev.data);
-  const mute = ctx.createGain();
-  mute.gain.value = 0;
-  node.connect(tap);
-  tap.connect(mute).connect(ctx.destination); // Chrome only pulls nodes that lead to the destination
-  return () => {
-    tap.port.onmessage = null;
-    try {
-      node.disconnect(tap);
-    } catch {
-      /* already disconnected */
-    }
-    tap.disconnect();
-    mute.disconnect();
-  };
+export function tapLevels(ctx: AudioContext, node: AudioNode, onBlock: (block: LevelBlock) => void): Promise<() => void> {
+  return connectWorklet(ctx, node, "level-tap.js", "level-tap", { soundPeak: SOUND_PEAK }, onBlock);
 }
 
 /** Measure every reply of a call; `onReply` gets each figure in ms. */
